@@ -1,0 +1,1 @@
+"""Dagster resources: engines, the LoRA trainer and the warehouse."""
