@@ -1,0 +1,102 @@
+"""The checkpoint asset: LoRA SFT on the filtered samples gives the next round's model."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+from dagster import AssetExecutionContext
+
+from selfimprove.assets.common import Experiment, digest, output, state_dir, table_digest
+from selfimprove.resources.engines import EngineResource
+from selfimprove.resources.trainer import TrainExample, train_lora
+
+CODE_VERSION = "1"
+
+
+def train_plan(exp: Experiment, r: int, base: dict, previous: dict) -> tuple[str, str | None]:
+    """(base folder, adapter to continue or None) for round r under the spec's distill mode."""
+    mode = exp.spec.distill.mode
+    if mode == "continue":
+        return base["path"], (previous["path"] if r > 0 else None)
+    if mode == "fresh":
+        return base["path"], None
+    return previous["path"], None  # merge: a new adapter on the previous round's merged weights
+
+
+def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict, previous: dict) -> dict:
+    spec = exp.spec
+    base_path, init = train_plan(exp, r, base, previous)
+    key = digest(
+        table_digest(filtered),
+        spec.distill.model_dump_json(),
+        base_path,
+        init,
+        previous["weight_digest"],
+        spec.seed,
+        CODE_VERSION,
+    )
+    out = state_dir() / "models" / exp.name / f"round_{r}" / key
+    if (out / "manifest.json").is_file():  # same data, config and starting weights: reuse
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["reused"] = True
+    else:
+        examples = [TrainExample(x["prompt"], x["completion"], x["weight"]) for x in filtered.to_pylist()]
+        manifest = train_lora(
+            base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
+        )
+        manifest["reused"] = False
+    if spec.distill.mode == "merge":
+        manifest["path"] = str(Path(manifest["path"]) / "merged")
+    return manifest
+
+
+def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
+    spec = exp.spec
+    ins = {
+        "filtered": dg.AssetIn(exp.key("filtered", r)),
+        "gap": dg.AssetIn(exp.key("gap", r)),  # so that a blocking check on the gap stops distillation
+        "base_model": dg.AssetIn(exp.key("base_model")),
+    }
+    if r > 0:
+        ins["model"] = dg.AssetIn(exp.model_key(r))
+
+    @dg.asset(
+        key=exp.key("checkpoint", r),
+        ins=ins,
+        group_name=exp.group(r),
+        kinds={"pytorch", "peft", "safetensors"},
+        code_version=CODE_VERSION,
+        pool="model",
+        description=f"Round {r}: LoRA SFT ({spec.distill.mode}) on the filtered samples; the round-{r + 1} model.",
+    )
+    def checkpoint(context: AssetExecutionContext, engines: EngineResource, **tables: pa.Table) -> dg.Output[pa.Table]:
+        engines.release()  # free the generation engine's memory for the trainer
+        base = tables["base_model"].to_pylist()[0]
+        previous = tables["model"].to_pylist()[0] if r > 0 else base
+        manifest = checkpoint_manifest(exp, r, tables["filtered"], base, previous)
+        context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
+        row = {
+            "path": manifest["path"],
+            "base_path": manifest["base_path"],
+            "weight_digest": manifest["weight_digest"],
+            "mode": spec.distill.mode,
+            "n_examples": manifest["n_examples"],
+            "final_loss": manifest["loss_curve"][-1],
+            "loss_curve": json.dumps(manifest["loss_curve"]),
+            "train_seconds": manifest["train_seconds"],
+            "seed": manifest["seed"],
+            "reused": manifest["reused"],
+        }
+        return output(
+            pa.Table.from_pylist([row]),
+            {
+                "path": row["path"],
+                "weight_digest": row["weight_digest"],
+                "final_loss": row["final_loss"],
+                "n_examples": row["n_examples"],
+            },
+            ["path", "weight_digest", "n_examples", "final_loss"],
+        )
+
+    return checkpoint

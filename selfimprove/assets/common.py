@@ -1,0 +1,96 @@
+"""What every stage of an experiment shares: asset keys, groups, the task, output metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from selfimprove.pipelines.spec import ExperimentSpec
+from selfimprove.tasks.base import Task
+
+
+def state_dir() -> Path:
+    """Where local run state lives (models, warehouse): $SELFIMPROVE_HOME or ./.selfimprove."""
+    return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
+
+
+def get_task(name: str, options: dict[str, Any]) -> Task:
+    if name == "arithmetic":
+        from selfimprove.tasks.arithmetic import ArithmeticTask
+
+        return ArithmeticTask(**options)  # type: ignore[arg-type]
+    from selfimprove.tasks.registry import get_task as get_benchmark  # type: ignore[import-not-found]
+
+    return get_benchmark(name, **options)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment spec seen from the asset graph."""
+
+    spec: ExperimentSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def key(self, stage: str, round: int | None = None) -> dg.AssetKey:
+        return dg.AssetKey([self.name, stage] if round is None else [self.name, f"round_{round}", stage])
+
+    def model_key(self, round: int) -> dg.AssetKey:
+        """The model round `round` starts from: the base model, then each round's checkpoint."""
+        return self.key("base_model") if round == 0 else self.key("checkpoint", round - 1)
+
+    def group(self, round: int | None = None) -> str:
+        return self.name if round is None else f"{self.name}_round_{round}"
+
+    @cached_property
+    def task(self) -> Task:
+        return get_task(self.spec.task.name, dict(self.spec.task.options))
+
+    @property
+    def embedded(self) -> bool:
+        return self.spec.model.embedded is not None
+
+
+def digest(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(str(p).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()[:24]
+
+
+def table_digest(table: pa.Table) -> str:
+    """Content hash of a table (schema and values): the asset's DataVersion."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
+
+
+def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:
+    """A markdown table of the first rows, long cells cut."""
+    cols = [c for c in (columns or table.column_names) if c in table.column_names]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in table.select(cols).slice(0, rows).to_pylist():
+        cells = [str(r[c]).replace("\n", "⏎").replace("|", "\\|")[:60] for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def output(
+    table: pa.Table, numbers: dict[str, float | int | str] | None = None, columns: list[str] | None = None
+) -> dg.Output[pa.Table]:
+    """The asset's output: the table, a content-hash DataVersion, row count, preview, key numbers."""
+    meta: dict[str, Any] = {"rows": table.num_rows, "preview": dg.MetadataValue.md(preview(table, columns))}
+    for k, v in (numbers or {}).items():
+        meta[k] = round(v, 6) if isinstance(v, float) else v
+    return dg.Output(table, metadata=meta, data_version=dg.DataVersion(table_digest(table)))

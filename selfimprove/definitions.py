@@ -1,0 +1,48 @@
+"""The one Definitions object: every experiments/*.yaml -> assets, checks, jobs and resources."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from selfimprove.assets.common import state_dir
+from selfimprove.pipelines.factory import build_experiment
+from selfimprove.pipelines.spec import ExperimentSpec, load_spec
+from selfimprove.resources.engines import EngineResource
+from selfimprove.resources.io_manager import ParquetIOManager, WarehouseResource
+
+EXPERIMENTS_DIR = Path(os.environ.get("SELFIMPROVE_EXPERIMENTS", Path(__file__).resolve().parents[1] / "experiments"))
+
+
+def warehouse_root() -> str:
+    return os.environ.get("SELFIMPROVE_WAREHOUSE", str(state_dir() / "warehouse"))
+
+
+def build_definitions(specs: list[ExperimentSpec], root: str | None = None) -> dg.Definitions:
+    root = root or warehouse_root()
+    assets, checks, jobs = [], [], []
+    for spec in specs:
+        built = build_experiment(spec)
+        assets += built.assets
+        checks += built.checks
+        jobs.append(built.job)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs,
+        resources={
+            "io_manager": ParquetIOManager(root=root),
+            "warehouse": WarehouseResource(root=root),
+            "engines": EngineResource(),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+def experiment_specs(folder: Path = EXPERIMENTS_DIR) -> list[ExperimentSpec]:
+    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+defs = build_definitions(experiment_specs())

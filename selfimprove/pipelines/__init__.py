@@ -1,0 +1,1 @@
+"""Experiment specs (YAML) compiled into Dagster asset graphs, jobs and checks."""

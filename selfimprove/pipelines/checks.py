@@ -1,0 +1,67 @@
+"""Asset checks of a round: a positive gap, parseable verifier output, a non-empty filter, no eval drop."""
+
+import dagster as dg
+import pyarrow as pa
+
+from selfimprove.assets.common import Experiment
+from selfimprove.assets.evals import accuracy
+from selfimprove.assets.gaps import headline
+
+
+def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
+    gap_cfg = exp.spec.gap
+    blocking = gap_cfg.block_distill_if_gap_le_zero
+
+    @dg.asset_check(
+        asset=exp.key("gap", r),
+        name="gap_positive",
+        blocking=blocking,
+        description="The configured verifier and filter give a gap > 0; blocking stops this round's distillation.",
+    )
+    def gap_positive(gap: pa.Table) -> dg.AssetCheckResult:
+        h = headline(gap)
+        return dg.AssetCheckResult(
+            passed=bool(h["gap"] > 0),
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata={"gap": h["gap"], "gap_lo": h["gap_lo"], "gap_hi": h["gap_hi"]},
+        )
+
+    @dg.asset_check(
+        asset=exp.key("gap", r),
+        name="parse_failure_rate",
+        description="Unparseable verifier output stays below the spec's limit.",
+    )
+    def parse_failure(gap: pa.Table) -> dg.AssetCheckResult:
+        rate = max(x for x in gap.column("parse_failure_rate").to_pylist() if x == x)
+        return dg.AssetCheckResult(
+            passed=bool(rate <= gap_cfg.max_parse_failure_rate),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"parse_failure_rate": rate, "limit": gap_cfg.max_parse_failure_rate},
+        )
+
+    @dg.asset_check(
+        asset=exp.key("filtered", r),
+        name="not_empty",
+        blocking=True,
+        description="The filter kept at least one sample.",
+    )
+    def not_empty(filtered: pa.Table) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=filtered.num_rows > 0, metadata={"rows": filtered.num_rows})
+
+    checks = [gap_positive, parse_failure, not_empty]
+    if r > 0:
+
+        @dg.asset_check(
+            asset=exp.key("eval", r),
+            name="heldout_not_worse",
+            additional_ins={"previous": dg.AssetIn(exp.key("eval", r - 1))},
+            description="Held-out greedy accuracy did not fall since the previous round.",
+        )
+        def heldout_not_worse(eval_: pa.Table, previous: pa.Table) -> dg.AssetCheckResult:
+            now, before = accuracy(eval_, "greedy") or 0.0, accuracy(previous, "greedy") or 0.0
+            return dg.AssetCheckResult(
+                passed=now >= before, severity=dg.AssetCheckSeverity.WARN, metadata={"now": now, "before": before}
+            )
+
+        checks.append(heldout_not_worse)
+    return checks

@@ -1,0 +1,50 @@
+"""The round factory: one experiment spec -> its assets, checks and job.
+
+Rounds are key prefixes, not partitions: round r's generations depend on round r-1's checkpoint, and
+that lineage is visible in the UI. Each round is a group of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from selfimprove.assets.checkpoints import checkpoint_asset
+from selfimprove.assets.common import Experiment
+from selfimprove.assets.evals import eval_asset
+from selfimprove.assets.filtered import filtered_asset
+from selfimprove.assets.gaps import gap_asset
+from selfimprove.assets.generations import generations_asset
+from selfimprove.assets.models import base_model_asset
+from selfimprove.assets.prompts import prompts_asset
+from selfimprove.assets.reports import report_asset
+from selfimprove.assets.verifications import verifications_asset
+from selfimprove.pipelines.checks import round_checks
+from selfimprove.pipelines.spec import ExperimentSpec
+
+ROUND_STAGES = (generations_asset, verifications_asset, gap_asset, filtered_asset, checkpoint_asset, eval_asset)
+
+
+@dataclass(frozen=True)
+class ExperimentDefs:
+    assets: list[dg.AssetsDefinition]
+    checks: list[dg.AssetChecksDefinition]
+    job: dg.UnresolvedAssetJobDefinition
+
+
+def build_experiment(spec: ExperimentSpec) -> ExperimentDefs:
+    exp = Experiment(spec)
+    assets = [base_model_asset(exp), prompts_asset(exp)]
+    checks: list[dg.AssetChecksDefinition] = []
+    for r in range(spec.rounds):
+        assets += [stage(exp, r) for stage in ROUND_STAGES]
+        checks += round_checks(exp, r)
+    assets += [eval_asset(exp, spec.rounds), report_asset(exp)]
+    job = dg.define_asset_job(
+        f"{spec.name}_job",
+        selection=dg.AssetSelection.assets(*assets),
+        description=spec.description or f"Every round of experiment {spec.name}.",
+        executor_def=dg.in_process_executor,
+    )
+    return ExperimentDefs(assets, checks, job)

@@ -1,0 +1,150 @@
+"""Experiment specs: one YAML file per experiment, validated with pydantic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from selfimprove.resources.engine import Sampling
+
+
+class SpecError(ValueError):
+    """An experiment spec that does not validate; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Either an embedded size (trained locally) or a local HF checkpoint path."""
+
+    embedded: str | None = None
+    path: str | None = None
+    engine: Literal["transformers", "vllm"] = "transformers"
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = Field(256, gt=0)
+    trust_remote_code: bool = False
+    seed: int = 0  # pretraining seed of an embedded size
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.embedded is None) == (self.path is None):
+            raise ValueError("give exactly one of model.embedded (a size) or model.path (a local folder)")
+        return self
+
+
+class TaskSpec(_Strict):
+    name: str = "arithmetic"
+    options: dict[str, object] = Field(default_factory=dict)
+    train_prompts: int = Field(64, gt=0)
+    eval_prompts: int = Field(200, gt=0)
+
+
+class SamplingSpec(_Strict):
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(96, gt=0)
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_p, self.max_new_tokens)
+
+
+class GenerationSpec(SamplingSpec):
+    n: int = Field(8, gt=0)
+    shard_prompts: int = Field(16, gt=0)
+
+
+class VerificationSpec(SamplingSpec):
+    methods: list[Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]] = ["mc"]
+    k: int = Field(1, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    tournament_rounds: int = Field(2, gt=0)
+    on_parse_failure: Literal["drop", "zero", "neutral"] = "neutral"
+    verifier: ModelSpec | None = None  # cross-verification: another model verifies
+
+    @field_validator("methods")
+    @classmethod
+    def _nonempty(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("list at least one method, each once")
+        return v
+
+
+class FilterSpec(_Strict):
+    kind: Literal["quantile", "threshold", "topk", "reweight"] = "quantile"
+    alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
+    tau: float = 0.5  # threshold
+    k: int = Field(1, gt=0)  # top-k per prompt
+    beta: float = Field(0.1, gt=0)  # reweight: exp(score / beta)
+    ensemble: Literal["and", "mean", "rank"] = "and"
+    empty: Literal["skip", "best"] = "skip"
+
+
+class DistillSpec(_Strict):
+    mode: Literal["continue", "fresh", "merge"] = "continue"
+    r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    learning_rate: float = Field(2e-3, gt=0)
+    epochs: int = Field(2, gt=0)
+    batch_size: int = Field(32, gt=0)
+    gradient_checkpointing: bool = False
+    dtype: str = "float32"
+
+
+class EvalSpec(_Strict):
+    samples: int = Field(4, ge=0)  # sampled completions per held-out prompt (mean sampled accuracy)
+
+
+class GapSpec(_Strict):
+    bootstrap: int = Field(1000, gt=0)
+    block_distill_if_gap_le_zero: bool = False
+    max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
+
+
+class ExperimentSpec(_Strict):
+    name: str
+    description: str = ""
+    model: ModelSpec
+    task: TaskSpec = TaskSpec()
+    generation: GenerationSpec = GenerationSpec()
+    verification: VerificationSpec = VerificationSpec()
+    filter: FilterSpec = FilterSpec()
+    distill: DistillSpec = DistillSpec()
+    eval: EvalSpec = EvalSpec()
+    gap: GapSpec = GapSpec()
+    rounds: int = Field(3, ge=1)
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _dagster_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", v):
+            raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
+        return v
+
+
+def parse_spec(data: object, source: str = "<spec>") -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
+        raise SpecError(f"{source}: invalid experiment spec: {problems}") from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such experiment file") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, str(path))

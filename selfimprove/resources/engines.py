@@ -1,0 +1,59 @@
+"""The engine resource: one loaded model per process, reused by every stage of a run."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+import dagster as dg
+
+from selfimprove.pipelines.spec import ModelSpec
+from selfimprove.resources.engine import Engine
+
+log = logging.getLogger(__name__)
+
+_loaded: dict[tuple[str, ...], Engine] = {}
+
+
+def open_engine(path: str | Path, model: ModelSpec) -> Engine:
+    """Construct the engine the spec names on a local checkpoint folder."""
+    if model.engine == "vllm":
+        from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
+
+        return VllmEngine.from_path(path, model)
+    from selfimprove.resources.transformers_engine import TransformersEngine
+
+    return TransformersEngine.from_path(
+        path,
+        device=model.device,
+        dtype=model.dtype,
+        batch_size=model.batch_size,
+        trust_remote_code=model.trust_remote_code,
+    )
+
+
+class EngineResource(dg.ConfigurableResource):
+    """Hands out engines. At most one model is held per process: asking for another releases it.
+
+    With the in-process executor, a round's generation, verification and eval stages therefore load
+    their model once; `release()` frees it before LoRA training needs the device.
+    """
+
+    def get(self, path: str | Path, model: ModelSpec) -> Engine:
+        key = (str(Path(path).resolve()), model.engine, model.device, model.dtype, str(model.batch_size))
+        if key not in _loaded:
+            self.release()
+            log.info("loading %s engine for %s", model.engine, path)
+            _loaded[key] = open_engine(path, model)
+        return _loaded[key]
+
+    def release(self) -> None:
+        for engine in _loaded.values():
+            engine.close()
+        _loaded.clear()
+        gc.collect()
+
+    @staticmethod
+    def loaded_count() -> int:
+        return len(_loaded)

@@ -1,0 +1,59 @@
+"""Dagster IO manager that stores asset values (pyarrow Tables) in the Parquet warehouse, and a
+resource giving assets the `Warehouse` itself (for shards of resumable stages).
+
+Asset keys map to partitions: `[E, "round_<r>", stage]` -> (stage, E, r) and `[E, stage]` -> (stage, E, None).
+"""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+import pyarrow as pa
+
+from selfimprove.resources.warehouse import Warehouse
+
+_ROUND_RE = re.compile(r"round_(\d+)")
+
+
+def partition_of(key: dg.AssetKey) -> tuple[str, str, int | None]:
+    """(stage, experiment, round) of an asset key; ValueError for any other shape."""
+    path = key.path
+    if len(path) == 3 and (m := _ROUND_RE.fullmatch(path[1])):
+        return path[2], path[0], int(m.group(1))
+    if len(path) == 2:
+        return path[1], path[0], None
+    raise ValueError(f"asset key {key.to_user_string()!r} is not [experiment, round_<r>, stage] or [experiment, stage]")
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    """Writes each asset's pyarrow Table atomically to `<root>/<stage>/experiment=E[/round=r]/data.parquet`."""
+
+    root: str  # local folder or fsspec URL; see `warehouse.default_root()` for the CLI's default
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.root)
+
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
+        if not isinstance(obj, pa.Table):
+            raise TypeError(
+                f"ParquetIOManager stores pyarrow.Table values; asset {context.asset_key.to_user_string()!r} "
+                f"returned {type(obj).__module__}.{type(obj).__qualname__}"
+            )
+        stage, experiment, round = partition_of(context.asset_key)
+        result = self.warehouse.write(stage, obj, experiment, round)
+        context.add_output_metadata({"path": dg.MetadataValue.path(result.path), "dagster/row_count": result.num_rows})
+
+    def load_input(self, context: dg.InputContext) -> pa.Table:
+        stage, experiment, round = partition_of(context.asset_key)
+        return self.warehouse.read(stage, experiment, round)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse as a resource, for assets that write shards or read other partitions."""
+
+    root: str  # same root as the io manager's
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.root)

@@ -1,0 +1,80 @@
+"""Loading local HF checkpoints (full models or peft adapters) and hashing their weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class ModelLoadError(RuntimeError):
+    """A model path that is missing or does not hold a loadable checkpoint."""
+
+
+def weight_digest(model: torch.nn.Module) -> str:
+    """Content hash of the weights a model holds: names, dtypes, shapes and bytes, in name order.
+
+    It depends only on the tensors, never on the path or file times, so a copied checkpoint has the
+    same digest and any changed weight gives a new one.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:32]
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base_path(path: str | Path) -> str:
+    """The base model a peft adapter folder was trained on."""
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{path}/adapter_config.json names no base_model_name_or_path")
+    return str(base)
+
+
+def _check_model_dir(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"model path {path} does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {path} is not a folder")
+    if not (path / "config.json").is_file() and not is_adapter(path):
+        raise ModelLoadError(f"model path {path} holds no config.json or adapter_config.json")
+
+
+def load_model(
+    path: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path).expanduser().resolve()
+    _check_model_dir(path)
+    torch_dtype = getattr(torch, dtype)
+    adapter = is_adapter(path)
+    base_path = Path(adapter_base_path(path)) if adapter else path
+    if adapter:
+        _check_model_dir(base_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        tok_path = path if (path / "tokenizer.json").is_file() or not adapter else base_path
+        tokenizer = AutoTokenizer.from_pretrained(tok_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises these on corrupt files
+        raise ModelLoadError(f"could not load the model at {path}: {exc}") from exc
+    model.to(device).eval()
+    return model, tokenizer

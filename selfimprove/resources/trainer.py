@@ -1,0 +1,144 @@
+"""LoRA SFT (peft) on filtered samples: loss on completion tokens only, optional sample weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfimprove.pipelines.spec import DistillSpec
+from selfimprove.resources.models import load_model, weight_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    prompt: str
+    completion: str
+    weight: float = 1.0
+
+
+def _encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
+    """Token ids and labels; prompt positions are masked with -100."""
+    prompt = list(tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
+    if tokenizer.bos_token_id is not None:
+        prompt = [tokenizer.bos_token_id, *prompt]
+    completion = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        completion.append(tokenizer.eos_token_id)
+    return prompt + completion, [-100] * len(prompt) + completion
+
+
+def train_lora(
+    base_path: str | Path,
+    examples: Sequence[TrainExample],
+    spec: DistillSpec,
+    out_dir: str | Path,
+    seed: int,
+    init_adapter: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train a LoRA adapter on `base_path` (continuing `init_adapter` if given) and save it to `out_dir`.
+
+    The adapter is written to a temp folder first and renamed into place, so `out_dir` is either
+    absent or complete. Returns the manifest, also saved as `manifest.json` in `out_dir`.
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if not examples:
+        raise ValueError("no training examples: the filter kept nothing")
+    torch.manual_seed(seed)
+    model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype)
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    else:
+        targets = [m for m in spec.target_modules if any(n.endswith(m) for n, _ in model.named_modules())]
+        cfg = LoraConfig(
+            r=spec.r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, cfg)
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    encoded = [_encode(tokenizer, ex) for ex in examples]
+    weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    order_gen = torch.Generator().manual_seed(seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    curve: list[float] = []
+    start = time.perf_counter()
+    steps_per_epoch = (len(encoded) + spec.batch_size - 1) // spec.batch_size
+    for epoch in range(spec.epochs):
+        order = torch.randperm(len(encoded), generator=order_gen).tolist()
+        for step in range(steps_per_epoch):
+            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            width = max(len(encoded[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                x, y = encoded[i]
+                ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            tok_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+            ).view(target.shape)
+            valid = (target != -100).float()
+            per_sample = (tok_loss * valid).sum(1) / valid.sum(1).clamp(min=1)
+            w = weights[batch].to(device)
+            loss = (per_sample * w).sum() / w.sum().clamp(min=1e-12)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curve.append(round(loss.item(), 5))
+        log.info("LoRA epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _set_adapter_base(tmp, Path(base_path).resolve())
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    manifest = {
+        "path": str(out_dir.resolve()),
+        "base_path": str(Path(base_path).resolve()),
+        "init_adapter": str(init_adapter) if init_adapter else None,
+        "weight_digest": weight_digest(merged),
+        "n_examples": len(examples),
+        "train_seconds": round(time.perf_counter() - start, 3),
+        "loss_curve": curve,
+        "seed": seed,
+    }
+    if spec.mode == "merge":
+        merged.save_pretrained(tmp / "merged")
+        tokenizer.save_pretrained(tmp / "merged")
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return manifest
+
+
+def _set_adapter_base(adapter_dir: Path, base: Path) -> None:
+    """Record the base as an absolute local path, so the adapter loads from anywhere."""
+    cfg_path = adapter_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = str(base)
+    cfg_path.write_text(json.dumps(cfg, indent=2))

@@ -1,0 +1,243 @@
+"""The Parquet warehouse: one hive-partitioned table per stage under a local or fsspec root.
+
+Layout (partition columns live only in the path, never inside the file):
+
+    <root>/<stage>/experiment=<E>/round=<r>/data.parquet     round stages
+    <root>/<stage>/experiment=<E>/data.parquet               experiment-level stages
+    <root>/_staging/...                                      temp files and unfinished shards
+
+Every write goes to a temp file under `_staging` first and is then moved into place, so a reader
+(or DuckDB's `**/*.parquet` glob, which also matches dot-files) never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+PARTITION_COLUMNS = ("experiment", "round")
+STAGING = "_staging"
+DATA_FILE = "data.parquet"
+_STAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SHARD_RE = re.compile(r"shard-(\d+)\.parquet")
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+class WriteResult(NamedTuple):
+    """Where a partition was written and how many rows it holds."""
+
+    path: str
+    num_rows: int
+
+
+def default_root() -> str:
+    """`$SELFIMPROVE_WAREHOUSE`, else `<cwd>/.selfimprove/warehouse`."""
+    return os.environ.get("SELFIMPROVE_WAREHOUSE") or os.path.join(os.getcwd(), ".selfimprove", "warehouse")
+
+
+def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"invalid {kind} name {value!r}: must match {pattern.pattern}")
+    return value
+
+
+def _check_round(round: int | None) -> int | None:
+    if round is not None and (isinstance(round, bool) or not isinstance(round, int) or round < 0):
+        raise ValueError(f"round must be a non-negative int or None, got {round!r}")
+    return round
+
+
+def _partition(stage: str, experiment: str, round: int | None) -> str:
+    """Relative folder of one partition, e.g. `generations/experiment=demo/round=0`."""
+    _check("stage", stage, _STAGE_RE)
+    _check("experiment", experiment, _NAME_RE)
+    part = f"{stage}/experiment={experiment}"
+    return part if _check_round(round) is None else f"{part}/round={round}"
+
+
+def _strip_partition_columns(table: pa.Table, experiment: str, round: int | None) -> pa.Table:
+    """Drop `experiment`/`round` columns that repeat the partition values; refuse ones that disagree.
+
+    An experiment-level table (round=None) may keep a `round` column of its own (the report's rows).
+    """
+    expected: dict[str, Any] = {"experiment": experiment, "round": round}
+    for name in PARTITION_COLUMNS:
+        if name not in table.column_names or (name == "round" and round is None):
+            continue
+        values = set(table.column(name).to_pylist())
+        if values - {expected[name]}:
+            raise ValueError(
+                f"column {name!r} holds {sorted(map(str, values))} but the partition is "
+                f"{name}={expected[name]}; partition columns are stored in the path only"
+            )
+        table = table.drop_columns([name])
+    return table
+
+
+class Warehouse:
+    """A Parquet warehouse rooted at a local folder or any fsspec URL (`memory://`, `s3://`, ...)."""
+
+    def __init__(self, root: str | os.PathLike[str] | UPath | None = None, **storage_options: Any) -> None:
+        root = default_root() if root is None else root
+        upath = UPath(root, **storage_options) if storage_options or not isinstance(root, UPath) else root
+        self.local = upath.protocol in _LOCAL_PROTOCOLS
+        if self.local:
+            upath = UPath(os.path.abspath(os.path.expanduser(upath.path)))
+        self.root: UPath = upath
+        self.fs = upath.fs
+        self._base = upath.path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.root)!r})"
+
+    # --- paths -------------------------------------------------------------------------------
+    def _p(self, rel: str) -> str:
+        return f"{self._base}/{rel}"
+
+    def url(self, rel: str = "") -> str:
+        """A path or URL for `rel` that DuckDB and fsspec both understand."""
+        path = self._p(rel) if rel else self._base
+        return path if self.local else f"{self.root.protocol}://{path.lstrip('/')}"
+
+    def path(self, stage: str, experiment: str, round: int | None = None) -> UPath:
+        """The data file of one partition (whether or not it exists)."""
+        return self.root / _partition(stage, experiment, round) / DATA_FILE
+
+    def exists(self, stage: str, experiment: str, round: int | None = None) -> bool:
+        return bool(self.fs.exists(self._p(f"{_partition(stage, experiment, round)}/{DATA_FILE}")))
+
+    def stages(self) -> list[str]:
+        """Stage tables holding at least one data file (`_staging` and dot-folders are not tables)."""
+        if not self.fs.isdir(self._base):
+            return []
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self._base, detail=False))
+        return [n for n in names if _STAGE_RE.fullmatch(n) and self.files(n)]
+
+    def files(self, stage: str) -> list[str]:
+        """Data files of one stage, as fs paths, sorted."""
+        root = self._p(_check("stage", stage, _STAGE_RE))
+        if not self.fs.isdir(root):
+            return []
+        return sorted(p for p in self.fs.find(root) if p.rsplit("/", 1)[-1] == DATA_FILE)
+
+    def has_rounds(self, stage: str) -> bool | None:
+        """True for a round stage, False for an experiment-level one, None when the stage is empty."""
+        files = self.files(stage)
+        return None if not files else "/round=" in files[0][len(self._p(stage)) :]
+
+    # --- atomic file moves ---------------------------------------------------------------------
+    def _write_file(self, table: pa.Table, final: str, tmp: str) -> None:
+        """Write `table` to `tmp`, then move it over `final` in one step."""
+        self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self._move(tmp, final)
+        except Exception:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def _move(self, src: str, dst: str) -> None:
+        if self.local:
+            os.replace(src, dst)  # atomic on POSIX, replaces dst
+        else:
+            self.fs.mv(src, dst)
+
+    def _read_file(self, path: str) -> pa.Table:
+        with self.fs.open(path, "rb") as f:
+            return pq.read_table(f)
+
+    # --- tables ----------------------------------------------------------------------------------
+    def write(self, stage: str, table: pa.Table, experiment: str, round: int | None = None) -> WriteResult:
+        """Atomically write (or replace) one partition; returns its path and row count."""
+        if not isinstance(table, pa.Table):
+            raise TypeError(f"Warehouse.write expects a pyarrow.Table, got {type(table).__name__}")
+        rel = _partition(stage, experiment, round)
+        layout = self.has_rounds(stage)
+        if layout is not None and layout != (round is not None):
+            kind = "round" if layout else "experiment-level"
+            raise ValueError(f"stage {stage!r} is a {kind} stage; got round={round!r}")
+        table = _strip_partition_columns(table, experiment, round)
+        final = self._p(f"{rel}/{DATA_FILE}")
+        self._write_file(table, final, self._p(f"{STAGING}/_tmp/{uuid.uuid4().hex}.parquet"))
+        return WriteResult(self.url(f"{rel}/{DATA_FILE}"), table.num_rows)
+
+    def read(self, stage: str, experiment: str, round: int | None = None) -> pa.Table:
+        """One partition, with `experiment` (string) and, for round stages, `round` (int64) added back."""
+        rel = _partition(stage, experiment, round)
+        path = self._p(f"{rel}/{DATA_FILE}")
+        if not self.fs.exists(path):
+            raise FileNotFoundError(f"no table {rel} in {self!r}")
+        table = self._read_file(path)
+        table = table.append_column("experiment", pa.array([experiment] * table.num_rows, pa.string()))
+        if round is not None:
+            table = table.append_column("round", pa.array([round] * table.num_rows, pa.int64()))
+        return table
+
+    # --- shards ------------------------------------------------------------------------------
+    def _shard_dir(self, stage: str, experiment: str, round: int | None, run_key: str) -> str:
+        rel = _partition(stage, experiment, round)
+        return self._p(f"{STAGING}/{rel}/{_check('run_key', run_key, _NAME_RE)}")
+
+    def write_shard(
+        self, stage: str, experiment: str, round: int | None, shard_index: int, table: pa.Table, run_key: str
+    ) -> str:
+        """Atomically write one shard of a long stage; rewriting an index replaces it."""
+        if not isinstance(table, pa.Table):
+            raise TypeError(f"write_shard expects a pyarrow.Table, got {type(table).__name__}")
+        if isinstance(shard_index, bool) or not isinstance(shard_index, int) or shard_index < 0:
+            raise ValueError(f"shard_index must be a non-negative int, got {shard_index!r}")
+        folder = self._shard_dir(stage, experiment, round, run_key)
+        final = f"{folder}/shard-{shard_index:05d}.parquet"
+        table = _strip_partition_columns(table, experiment, round)
+        self._write_file(table, final, f"{folder}/.tmp-{uuid.uuid4().hex}")
+        return final
+
+    def finished_shards(self, stage: str, experiment: str, round: int | None, run_key: str) -> list[int]:
+        """Indices of the shards written so far, ascending."""
+        folder = self._shard_dir(stage, experiment, round, run_key)
+        if not self.fs.isdir(folder):
+            return []
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        return sorted(int(m.group(1)) for n in names if (m := _SHARD_RE.fullmatch(n)))
+
+    def read_shards(self, stage: str, experiment: str, round: int | None, run_key: str) -> dict[int, pa.Table]:
+        """Finished shards by index, ascending (temp files of unfinished shards are skipped)."""
+        folder = self._shard_dir(stage, experiment, round, run_key)
+        return {
+            i: self._read_file(f"{folder}/shard-{i:05d}.parquet")
+            for i in self.finished_shards(stage, experiment, round, run_key)
+        }
+
+    def finalize(
+        self, stage: str, experiment: str, round: int | None, run_key: str, expected: int | None = None
+    ) -> WriteResult:
+        """Concatenate the shards in index order into the partition, then delete them.
+
+        With `expected`, the shards must be exactly 0..expected-1.
+        """
+        shards = self.read_shards(stage, experiment, round, run_key)
+        if not shards:
+            raise FileNotFoundError(f"no shards for {_partition(stage, experiment, round)} run {run_key!r}")
+        if expected is not None and list(shards) != list(range(expected)):
+            missing = sorted(set(range(expected)) - set(shards))
+            raise ValueError(f"expected shards 0..{expected - 1}; missing {missing}, have {list(shards)}")
+        table = pa.concat_tables(list(shards.values()), promote_options="default")
+        result = self.write(stage, table, experiment, round)
+        self.clear_shards(stage, experiment, round, run_key)
+        return result
+
+    def clear_shards(self, stage: str, experiment: str, round: int | None, run_key: str) -> None:
+        """Delete a run's shard folder (no error if absent)."""
+        folder = self._shard_dir(stage, experiment, round, run_key)
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)

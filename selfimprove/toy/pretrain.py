@@ -1,0 +1,144 @@
+"""Pretrain a toy model on the embedded corpus; deterministic for a seed.
+
+    python -m selfimprove.toy.pretrain --size default --out DIR [--seed 0]
+
+Writes model.safetensors + config + tokenizer (save_pretrained) and selfimprove_model.json with
+size, n_params, tokens_seen, flops (6*N*D), seed, train_seconds and final_loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfimprove.toy.corpus import documents
+from selfimprove.toy.model import SIZES, build_model, n_params
+from selfimprove.toy.tokenizer import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+META_FILE = "selfimprove_model.json"
+PACKAGED = Path(__file__).parent / "checkpoints"
+
+
+def packed_batches(seed: int, batch_size: int, seq_len: int) -> Iterator[torch.Tensor]:
+    """Rows of whole documents (<bos> text <eos>) packed greedily, right-padded with <pad>."""
+    tok = build_tokenizer()
+    vocab = tok.get_vocab()
+    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    docs = documents(seed)
+    rows: list[list[int]] = []
+    row: list[int] = []
+    for text in docs:
+        ids = [bos, *(vocab[ch] for ch in text), eos][:seq_len]
+        if len(row) + len(ids) > seq_len:
+            rows.append(row + [pad] * (seq_len - len(row)))
+            row = []
+            if len(rows) == batch_size:
+                yield torch.tensor(rows, dtype=torch.long)
+                rows = []
+        row += ids
+
+
+def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
+
+
+def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 2) -> dict[str, Any]:
+    """Train `size` from scratch with `seed` and save it to `out_dir`; returns the metadata."""
+    cfg = SIZES[size]
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+    model = build_model(size)
+    model.train()
+    tok = build_tokenizer()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    n, seen, losses = n_params(model), 0, []
+    start = time.perf_counter()
+    batches = packed_batches(seed, cfg.batch_size, cfg.seq_len)
+    for step in range(cfg.steps):
+        ids = next(batches)
+        labels = ids.masked_fill(ids == tok.pad_token_id, -100)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        seen += int((labels != -100).sum())
+        losses.append(float(loss))
+        if step % max(1, cfg.steps // 20) == 0 or step == cfg.steps - 1:
+            dt = time.perf_counter() - start
+            log.info("%s step %d/%d loss %.4f tokens %d (%.0f tok/s)", size, step, cfg.steps, loss, seen, seen / dt)
+    seconds = time.perf_counter() - start
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(str(out))
+    meta = {
+        "size": size,
+        "n_params": n,
+        "tokens_seen": seen,
+        "flops": 6 * n * seen,
+        "seed": seed,
+        "train_seconds": round(seconds, 1),
+        "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("saved %s to %s: %s", size, out, meta)
+    return meta
+
+
+def ensure_pretrained(size: str, cache_dir: str | Path, seed: int = 0) -> Path:
+    """A finished checkpoint of (size, seed): the packaged one if it exists, else one in `cache_dir`,
+    trained on first use into a temporary folder that is renamed into place when complete."""
+    packaged = PACKAGED / size
+    if seed == 0 and (packaged / META_FILE).is_file():
+        return packaged
+    cache = Path(cache_dir)
+    target = cache / f"toy-{size}-seed{seed}"
+    if (target / META_FILE).is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{size}-", dir=cache))
+    try:
+        pretrain(size, tmp, seed)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first
+            if not (target / META_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="default", choices=sorted(SIZES))
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(json.dumps(pretrain(args.size, args.out, args.seed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""MC: p(correct) / (p(correct) + p(incorrect)) from the two verdict tokens, one forward pass."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from selfimprove.pipelines.spec import VerificationSpec
+from selfimprove.resources.engine import Engine
+from selfimprove.toy import formats
+from selfimprove.verification.base import Candidate, Row, row
+
+
+def verify(engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int) -> list[Row]:
+    prompts = [formats.mc_prompt(c.question, c.answer) for c in cands]
+    n = len(prompts)
+    logps = engine.score(prompts * 2, [formats.MC_CORRECT] * n + [formats.MC_INCORRECT] * n)
+    out = []
+    for i, (c, p) in enumerate(zip(cands, prompts, strict=True)):
+        yes, no = sum(logps[i]), sum(logps[n + i])
+        top = max(yes, no)
+        p_yes = math.exp(yes - top) / (math.exp(yes - top) + math.exp(no - top))
+        out.append(row(c, "mc", 0, p, f"logp_correct={yes:.4f} logp_incorrect={no:.4f}", p_yes))
+    return out

@@ -1,0 +1,44 @@
+"""Shared fixtures: a session-wide state folder holding the micro model, and micro experiment specs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from selfimprove.pipelines.spec import ExperimentSpec, parse_spec
+
+MICRO_SPEC = {
+    "name": "micro",
+    "model": {"embedded": "micro"},
+    "task": {"name": "arithmetic", "train_prompts": 6, "eval_prompts": 4, "options": {"max_digits": 2}},
+    "generation": {"n": 4, "temperature": 1.0, "max_new_tokens": 40, "shard_prompts": 2},
+    "verification": {"methods": ["mc"], "max_new_tokens": 40},
+    "filter": {"kind": "quantile", "alpha": 0.5},
+    "distill": {"epochs": 1, "batch_size": 8, "learning_rate": 0.01},
+    "eval": {"samples": 2},
+    "gap": {"bootstrap": 50},
+    "rounds": 2,
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SELFIMPROVE_HOME for the whole session, so the micro model is pretrained once."""
+    home = tmp_path_factory.mktemp("selfimprove_home")
+    os.environ["SELFIMPROVE_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def micro_model(state_home: Path) -> Path:
+    from selfimprove.toy.pretrain import ensure_pretrained
+
+    return ensure_pretrained("micro", state_home / "models" / "embedded")
+
+
+def micro_spec(**overrides: object) -> ExperimentSpec:
+    data = {**MICRO_SPEC, **overrides}
+    return parse_spec(data, "<micro spec>")

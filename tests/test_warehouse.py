@@ -1,0 +1,174 @@
+"""Warehouse layout, atomic writes and shards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from selfimprove.resources.warehouse import Warehouse
+from selfimprove.sql import run_query
+
+
+def _t(**cols: list) -> pa.Table:
+    return pa.table(cols)
+
+
+def test_layout_and_partition_columns(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    res = wh.write("generations", _t(sample_id=["a", "b"], score=[1.0, 0.5]), "demo", 2)
+    assert res.num_rows == 2
+    assert res.path == str(tmp_path / "generations" / "experiment=demo" / "round=2" / "data.parquet")
+    assert Path(res.path).is_file()
+    assert str(wh.path("generations", "demo", 2)) == res.path
+    # partition columns live in the path only
+    assert pq.read_schema(res.path).names == ["sample_id", "score"]
+    back = wh.read("generations", "demo", 2)
+    assert back.column_names == ["sample_id", "score", "experiment", "round"]
+    assert back.column("experiment").to_pylist() == ["demo", "demo"]
+    assert back.column("round").to_pylist() == [2, 2]
+    assert back.schema.field("round").type == pa.int64()
+
+    rep = wh.write("report", _t(metric=["gap"], value=[0.1]), "demo")
+    assert rep.path.endswith("report/experiment=demo/data.parquet")
+    assert wh.read("report", "demo").to_pylist() == [{"metric": "gap", "value": 0.1, "experiment": "demo"}]
+    assert wh.exists("report", "demo") and not wh.exists("report", "other")
+    assert wh.exists("generations", "demo", 2) and not wh.exists("generations", "demo", 3)
+    assert wh.stages() == ["generations", "report"]
+
+
+def test_read_table_can_be_written_back(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    wh.write("gen", _t(x=[1]), "e", 0)
+    wh.write("gen", wh.read("gen", "e", 0), "e", 0)  # matching partition columns are dropped
+    assert wh.read("gen", "e", 0).to_pylist() == [{"x": 1, "experiment": "e", "round": 0}]
+    with pytest.raises(ValueError, match="partition"):
+        wh.write("gen", _t(x=[1], round=[5]), "e", 0)
+
+
+def test_invalid_names_and_mixed_layout(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    for stage, exp in [("_staging", "e"), ("a/b", "e"), ("gen", "x=1"), ("gen", "../up"), ("gen", "")]:
+        with pytest.raises(ValueError):
+            wh.write(stage, _t(x=[1]), exp, 0)
+    with pytest.raises(ValueError):
+        wh.write("gen", _t(x=[1]), "e", -1)
+    wh.write("gen", _t(x=[1]), "e", 0)
+    with pytest.raises(ValueError, match="round stage"):
+        wh.write("gen", _t(x=[1]), "e2")
+    with pytest.raises(TypeError):
+        wh.write("gen", [{"x": 1}], "e", 0)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError):
+        wh.read("gen", "e", 9)
+
+
+class _Crash(BaseException):
+    """Stands in for the process dying: not an Exception, so no cleanup runs."""
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_crash_between_temp_write_and_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh = Warehouse(tmp_path)
+    wh.write("gen", _t(x=[1, 2]), "e", 0)
+    before = _tree(tmp_path / "gen")
+
+    def crash(src: str, dst: str) -> None:
+        raise _Crash
+
+    monkeypatch.setattr(wh, "_move", crash)
+    with pytest.raises(_Crash):
+        wh.write("gen", _t(x=[7, 8, 9]), "e", 0)
+    # the temp file is left behind, but only in staging
+    leftovers = list((tmp_path / "_staging").rglob("*.parquet"))
+    assert len(leftovers) == 1 and pq.read_table(leftovers[0]).num_rows == 3
+    assert _tree(tmp_path / "gen") == before
+    assert wh.read("gen", "e", 0).column("x").to_pylist() == [1, 2]
+    assert run_query(tmp_path, "SELECT x FROM gen ORDER BY x").column("x").to_pylist() == [1, 2]
+    # a raw glob over the table tree sees only the committed file
+    files = duckdb.sql(f"SELECT file FROM glob('{tmp_path}/gen/**/*.parquet')").fetchall()
+    assert [f for (f,) in files] == [str(tmp_path / "gen/experiment=e/round=0/data.parquet")]
+
+
+def test_failed_write_cleans_temp_and_replace_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh = Warehouse(tmp_path)
+    wh.write("gen", _t(x=[1]), "e", 0)
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(wh, "_move", fail)
+        with pytest.raises(OSError, match="disk full"):
+            wh.write("gen", _t(x=[2]), "e", 0)
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+    wh.write("gen", _t(x=[3, 4]), "e", 0)
+    assert wh.read("gen", "e", 0).column("x").to_pylist() == [3, 4]
+    assert [p.name for p in (tmp_path / "gen/experiment=e/round=0").iterdir()] == ["data.parquet"]
+
+
+def test_shards_order_resume_and_finalize(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    key = ("gen", "e", 1)
+    wh.write_shard(*key, 2, _t(i=[4, 5]), run_key="run1")
+    wh.write_shard(*key, 0, _t(i=[0, 1]), run_key="run1")
+    wh.write_shard(*key, 1, _t(i=[9]), run_key="run1")
+    wh.write_shard(*key, 1, _t(i=[2, 3]), run_key="run1")  # a retried shard replaces, never duplicates
+    wh.write_shard(*key, 0, _t(i=[100]), run_key="other")
+    folder = tmp_path / "_staging/gen/experiment=e/round=1/run1"
+    (folder / ".tmp-halfwritten").write_bytes(b"PAR1 partial")  # an unfinished shard
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".tmp-halfwritten",
+        "shard-00000.parquet",
+        "shard-00001.parquet",
+        "shard-00002.parquet",
+    ]
+    assert wh.finished_shards(*key, "run1") == [0, 1, 2]
+    shards = wh.read_shards(*key, "run1")
+    assert list(shards) == [0, 1, 2]
+    assert shards[1].column("i").to_pylist() == [2, 3]
+    assert not wh.exists(*key)  # shards are not a table until finalized
+    assert "gen" not in wh.stages()
+
+    with pytest.raises(ValueError, match="missing"):
+        wh.finalize(*key, "run1", expected=4)
+    res = wh.finalize(*key, "run1", expected=3)
+    assert res.num_rows == 6
+    assert wh.read(*key).column("i").to_pylist() == [0, 1, 2, 3, 4, 5]
+    assert not folder.exists()
+    assert wh.read_shards(*key, "run1") == {}
+    assert wh.finished_shards(*key, "other") == [0]  # other runs untouched
+    wh.clear_shards(*key, "other")
+    wh.clear_shards(*key, "other")  # idempotent
+    assert wh.read_shards(*key, "other") == {}
+    with pytest.raises(FileNotFoundError):
+        wh.finalize(*key, "run1")
+
+
+def test_memory_root_round_trip() -> None:
+    root = f"memory://wh-{uuid.uuid4().hex}"
+    wh = Warehouse(root)
+    try:
+        res = wh.write("gen", _t(x=[1, 2]), "e", 0)
+        assert res.path == f"{root}/gen/experiment=e/round=0/data.parquet"
+        wh.write_shard("gen", "e", 1, 0, _t(x=[3]), run_key="r")
+        wh.finalize("gen", "e", 1, "r")
+        assert wh.read("gen", "e", 1).to_pylist() == [{"x": 3, "experiment": "e", "round": 1}]
+        assert wh.stages() == ["gen"]
+        out = run_query(root, "SELECT round, sum(x) AS s FROM gen GROUP BY round ORDER BY round")
+        assert out.to_pylist() == [{"round": 0, "s": 3}, {"round": 1, "s": 3}]
+    finally:
+        wh.fs.rm(wh.root.path, recursive=True)
+
+
+def test_relative_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    wh = Warehouse("wh")
+    assert wh.write("gen", _t(x=[1]), "e", 0).path == os.path.join(tmp_path, "wh/gen/experiment=e/round=0/data.parquet")
