@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 import pytest
 
 from selfimprove.definitions import build_definitions
@@ -15,7 +14,9 @@ from tests.conftest import micro_spec
 
 
 @pytest.fixture(scope="module")
-def run(micro_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dg.Definitions, Warehouse, dg.ExecuteInProcessResult]:
+def run(
+    micro_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dg.Definitions, Warehouse, dg.ExecuteInProcessResult]:
     root = str(tmp_path_factory.mktemp("warehouse"))
     defs = build_definitions([micro_spec()], root=root)
     result = defs.resolve_job_def("micro_job").execute_in_process(instance=dg.DagsterInstance.ephemeral())
@@ -26,7 +27,9 @@ def run(micro_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dg
 def test_lineage(run: tuple) -> None:
     defs, _, _ = run
     graph = defs.resolve_asset_graph()
-    deps = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    deps = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
     assert deps["micro/round_1/generations"] == {"micro/prompts", "micro/round_0/checkpoint"}
     assert deps["micro/round_0/generations"] == {"micro/prompts", "micro/base_model"}
     assert {"micro/round_0/gap", "micro/round_0/filtered"} <= deps["micro/round_0/checkpoint"]
@@ -42,7 +45,9 @@ def test_row_counts(run: tuple) -> None:
         assert gens.num_rows == 6 * 4
         assert len(set(gens.column("sample_id").to_pylist())) == 24
         ver = wh.read("verifications", "micro", r)
-        assert ver.num_rows == 24 and set(ver.column("sample_id").to_pylist()) == set(gens.column("sample_id").to_pylist())
+        assert ver.num_rows == 24 and set(ver.column("sample_id").to_pylist()) == set(
+            gens.column("sample_id").to_pylist()
+        )
         filt = wh.read("filtered", "micro", r)
         assert 0 < filt.num_rows <= 24
         assert set(filt.column("sample_id").to_pylist()) <= set(gens.column("sample_id").to_pylist())
@@ -70,7 +75,9 @@ def test_rerun_one_stage_with_new_threshold(run: tuple) -> None:
     key = dg.AssetKey(["micro", "round_1", "filtered"])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     result = job.execute_in_process(
-        run_config={"ops": {"micro__round_1__filtered": {"config": {"kind": "threshold", "tau": 2.0, "empty": "best"}}}},
+        run_config={
+            "ops": {"micro__round_1__filtered": {"config": {"kind": "threshold", "tau": 2.0, "empty": "best"}}}
+        },
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

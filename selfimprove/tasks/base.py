@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,3 +46,35 @@ class Task(Protocol):
     def grade(self, problem: Problem, completion: str) -> bool:
         """True utility: whether the completion's final answer is correct."""
         ...
+
+
+@runtime_checkable
+class BenchmarkTask(Task, Protocol):
+    """Optional extras of the real benchmarks; code holding a plain Task uses the helpers below."""
+
+    kind: str  # "math" | "qa" | "sudoku" | "custom"
+    stop: tuple[str, ...]  # engine stop strings for the task's prompt style
+
+    def grade_many(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[bool]:
+        """`grade` over aligned lists, batched (MATH grades in a process pool)."""
+        ...
+
+    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
+        """Per-completion metrics, always with `correct` (NQ adds `em`, `f1`; MATH `timed_out`)."""
+        ...
+
+
+def grade_many(task: Task, problems: Sequence[Problem], completions: Sequence[str]) -> list[bool]:
+    """Batch grading through the task's `grade_many` when it has one, else `grade` per item."""
+    batch = getattr(task, "grade_many", None)
+    if callable(batch):
+        return list(batch(problems, completions))
+    if len(problems) != len(completions):
+        raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+    return [task.grade(p, c) for p, c in zip(problems, completions, strict=True)]
+
+
+def task_metrics(task: Task, problem: Problem, completion: str) -> dict[str, float]:
+    """The task's `metrics` when it has them, else just `correct`."""
+    fn = getattr(task, "metrics", None)
+    return dict(fn(problem, completion)) if callable(fn) else {"correct": float(task.grade(problem, completion))}
