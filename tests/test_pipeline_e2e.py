@@ -86,3 +86,16 @@ def test_rerun_one_stage_with_new_threshold(run: tuple) -> None:
     assert filt.num_rows == 6  # tau above every score: only each prompt's best sample survives
     assert set(filt.column("rule").to_pylist()) == {"mc: threshold(tau=2.0)"}
     assert before == {s: wh.path(s, "micro", 1).stat().st_mtime_ns for s in before}
+
+
+def test_sql_over_the_run(run: tuple) -> None:
+    from selfimprove.sql import run_query
+
+    _, wh, _ = run
+    table = run_query(str(wh.root), "SELECT round, avg(correct::INT) AS acc FROM generations GROUP BY round ORDER BY round")
+    assert table.column("round").to_pylist() == [0, 1]
+    joined = run_query(
+        str(wh.root),
+        "SELECT count(*) AS n FROM filtered f JOIN generations g USING (sample_id) WHERE f.correct = g.correct",
+    )
+    assert joined.column("n").to_pylist()[0] == sum(wh.read("filtered", "micro", r).num_rows for r in (0, 1))
