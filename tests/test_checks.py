@@ -1,0 +1,30 @@
+"""Asset checks on a real micro run whose gap is forced to 0: the failure shows and blocks distillation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from selfimprove.definitions import build_definitions
+from selfimprove.resources.warehouse import Warehouse
+from tests.conftest import micro_spec
+
+
+def test_gap_check_fails_and_blocks_distillation(micro_model: Path, tmp_path: Path) -> None:
+    # The micro model solves nothing, so every prompt has J_x(f) = 0 and any filter gives gap == 0,
+    # while the quantile filter still keeps samples (only the gap check can stop distillation).
+    spec = micro_spec(rounds=1, gap={"bootstrap": 20, "block_distill_if_gap_le_zero": True})
+    defs = build_definitions([spec], root=str(tmp_path))
+    result = defs.resolve_job_def("micro_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert checks["gap_positive"].passed is False
+    assert checks["gap_positive"].severity == dg.AssetCheckSeverity.ERROR
+    assert checks["gap_positive"].metadata["gap"].value == 0.0
+    assert checks["not_empty"].passed is True
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "micro/round_0/gap" in materialized
+    assert "micro/round_0/checkpoint" not in materialized  # the blocking check stopped distillation
+    assert Warehouse(str(tmp_path)).read("gap", "micro", 0).column("gap").to_pylist()[0] == 0.0
