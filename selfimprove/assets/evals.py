@@ -4,7 +4,7 @@ import dagster as dg
 import pyarrow as pa
 
 from selfimprove.assets.common import Experiment, output
-from selfimprove.assets.sampling import problems_of, sample_and_grade
+from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
 from selfimprove.resources.engine import Engine, Sampling
 from selfimprove.resources.engines import EngineResource
 
@@ -23,7 +23,7 @@ def eval_rows(exp: Experiment, r: int, engine: Engine, prompts: pa.Table) -> pa.
         cached=None,
         shard_prompts=len(problems) or 1,
     )
-    greedy = Sampling(0.0, 1.0, spec.generation.max_new_tokens)
+    greedy = task_sampling(exp.task, Sampling(0.0, 1.0, spec.generation.max_new_tokens))
     tables = [
         sample_and_grade(n=1, sampling=greedy, id_prefix=f"{exp.name}/r{r}/greedy", extra={"mode": "greedy"}, **common)
     ]
@@ -31,7 +31,7 @@ def eval_rows(exp: Experiment, r: int, engine: Engine, prompts: pa.Table) -> pa.
         tables.append(
             sample_and_grade(
                 n=spec.eval.samples,
-                sampling=spec.generation.sampling(),
+                sampling=task_sampling(exp.task, spec.generation.sampling()),
                 id_prefix=f"{exp.name}/r{r}/sampled",
                 extra={"mode": "sampled"},
                 **common,

@@ -5,7 +5,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
-from selfimprove.assets.sampling import problems_of, sample_and_grade, staged_run
+from selfimprove.assets.sampling import problems_of, sample_and_grade, staged_run, task_sampling
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 
@@ -40,7 +40,7 @@ def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             task=exp.task,
             problems=problems_of(prompts, "train"),
             n=gen.n,
-            sampling=gen.sampling(),
+            sampling=task_sampling(exp.task, gen.sampling()),
             seed=exp.spec.seed,
             code_version=CODE_VERSION,
             id_prefix=f"{exp.name}/r{r}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -18,11 +19,16 @@ import pyarrow as pa
 from selfimprove.assets.common import digest
 from selfimprove.resources.engine import Engine, Sampling
 from selfimprove.resources.warehouse import Warehouse
-from selfimprove.tasks.base import Problem, Task
+from selfimprove.tasks.base import Problem, Task, grade_many
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+
+def task_sampling(task: Task, sampling: Sampling) -> Sampling:
+    """The sampling parameters with the task's stop strings (few-shot prompts must stop at the next shot)."""
+    return replace(sampling, stop=tuple(getattr(task, "stop", ()) or ()))
 
 
 def problems_of(prompts: pa.Table, split: str) -> list[tuple[Problem, str]]:
@@ -68,7 +74,7 @@ def sample_and_grade(
         missing = [(j, i) for j, (p, _) in enumerate(shard) for i in range(n) if keys[(p.prompt_id, i)] not in pool]
         reused += len(keys) - len(missing)
         fresh = _generate_missing(engine, [text for _, text in shard], missing, sampling, seed)
-        rows = []
+        rows, graded = [], []
         for p, text in shard:
             for i in range(n):
                 key = keys[(p.prompt_id, i)]
@@ -76,6 +82,7 @@ def sample_and_grade(
                     rows.append(pool[key])
                     continue
                 completion, num_tokens, finish, sample_seed = fresh[(text, i)]
+                graded.append((len(rows), p, completion))
                 rows.append(
                     {
                         "sample_id": f"{id_prefix}/{p.prompt_id}/{i}",
@@ -84,7 +91,7 @@ def sample_and_grade(
                         "prompt": text,
                         "completion": completion,
                         "answer": task.extract_answer(completion),
-                        "correct": bool(task.grade(p, completion)),
+                        "correct": False,
                         "num_tokens": num_tokens,
                         "finish_reason": finish,
                         "temperature": sampling.temperature,
@@ -96,6 +103,9 @@ def sample_and_grade(
                         "cache_key": key,
                     }
                 )
+        verdicts = grade_many(task, [p for _, p, _ in graded], [c for _, _, c in graded])
+        for (j, _, _), ok in zip(graded, verdicts, strict=True):
+            rows[j]["correct"] = bool(ok)
         if missing and save_shard is not None:
             save_shard(s, pa.Table.from_pylist(rows))
         out.extend(rows)

@@ -53,7 +53,11 @@ class BenchmarkTask(Task, Protocol):
     """Optional extras of the real benchmarks; code holding a plain Task uses the helpers below."""
 
     kind: str  # "math" | "qa" | "sudoku" | "custom"
-    stop: tuple[str, ...]  # engine stop strings for the task's prompt style
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Stop strings for the engine, for the task's prompt style."""
+        ...
 
     def grade_many(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[bool]:
         """`grade` over aligned lists, batched (MATH grades in a process pool)."""
