@@ -30,8 +30,8 @@ def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict,
     key = digest(
         table_digest(filtered),
         spec.distill.model_dump_json(),
-        base_path,
-        init,
+        base["weight_digest"],  # weights, not paths: a moved or copied home still reuses checkpoints
+        init is not None,
         previous["weight_digest"],
         spec.seed,
         CODE_VERSION,

@@ -107,11 +107,19 @@ def sample_and_grade(
         for (j, _, _), ok in zip(graded, verdicts, strict=True):
             rows[j]["correct"] = bool(ok)
         if missing and save_shard is not None:
-            save_shard(s, pa.Table.from_pylist(rows))
+            save_shard(s, _typed(pa.Table.from_pylist(rows)))
         out.extend(rows)
         log.info("shard %d/%d: %d samples, %d computed", s + 1, n_shards, len(rows), len(missing))
     log.info("%d samples, %d reused from cache", len(out), reused)
-    return pa.Table.from_pylist(out)
+    return _typed(pa.Table.from_pylist(out))
+
+
+def _typed(table: pa.Table) -> pa.Table:
+    """`answer` is a string column even when no row has an answer (inference would say null)."""
+    if "answer" in table.column_names:
+        i = table.column_names.index("answer")
+        table = table.set_column(i, "answer", table.column(i).cast(pa.string()))
+    return table
 
 
 def _generate_missing(

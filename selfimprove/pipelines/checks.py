@@ -48,20 +48,16 @@ def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
     def not_empty(filtered: pa.Table) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=filtered.num_rows > 0, metadata={"rows": filtered.num_rows})
 
-    checks = [gap_positive, parse_failure, not_empty]
-    if r > 0:
-
-        @dg.asset_check(
-            asset=exp.key("eval", r),
-            name="heldout_not_worse",
-            additional_ins={"previous": dg.AssetIn(exp.key("eval", r - 1))},
-            description="Held-out greedy accuracy did not fall since the previous round.",
+    @dg.asset_check(
+        asset=exp.key("eval", r + 1),
+        name="heldout_not_worse",
+        additional_ins={"previous": dg.AssetIn(exp.key("eval", r))},
+        description=f"Held-out greedy accuracy after round {r}'s distillation did not fall below its level before.",
+    )
+    def heldout_not_worse(eval_: pa.Table, previous: pa.Table) -> dg.AssetCheckResult:
+        now, before = accuracy(eval_, "greedy") or 0.0, accuracy(previous, "greedy") or 0.0
+        return dg.AssetCheckResult(
+            passed=now >= before, severity=dg.AssetCheckSeverity.WARN, metadata={"now": now, "before": before}
         )
-        def heldout_not_worse(eval_: pa.Table, previous: pa.Table) -> dg.AssetCheckResult:
-            now, before = accuracy(eval_, "greedy") or 0.0, accuracy(previous, "greedy") or 0.0
-            return dg.AssetCheckResult(
-                passed=now >= before, severity=dg.AssetCheckSeverity.WARN, metadata={"now": now, "before": before}
-            )
 
-        checks.append(heldout_not_worse)
-    return checks
+    return [gap_positive, parse_failure, not_empty, heldout_not_worse]

@@ -145,6 +145,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{path}: no such experiment file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the experiment file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     return parse_spec(data, str(path))

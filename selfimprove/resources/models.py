@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 
 class ModelLoadError(RuntimeError):
@@ -74,7 +75,7 @@ def load_model(
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
         tok_path = path if (path / "tokenizer.json").is_file() or not adapter else base_path
         tokenizer = AutoTokenizer.from_pretrained(tok_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises these on corrupt files
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"could not load the model at {path}: {exc}") from exc
     model.to(device).eval()
     return model, tokenizer
