@@ -67,6 +67,10 @@ class VerificationSpec(SamplingSpec):
     tournament_rounds: int = Field(2, gt=0)
     on_parse_failure: Literal["drop", "zero", "neutral"] = "neutral"
     verifier: ModelSpec | None = None  # cross-verification: another model verifies
+    # prompt style: the embedded formats, few-shot natural language (base models) or a chat template;
+    # "auto" resolves to "embedded" for an embedded verifier and "fewshot" otherwise
+    style: Literal["auto", "embedded", "fewshot", "chat"] = "auto"
+    templates: dict[str, str] = Field(default_factory=dict)  # per-method prompt overrides
 
     @field_validator("methods")
     @classmethod
@@ -122,6 +126,14 @@ class ExperimentSpec(_Strict):
     gap: GapSpec = GapSpec()
     rounds: int = Field(3, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _resolve_style(self) -> ExperimentSpec:
+        v = self.verification
+        if v.style == "auto":
+            style = "embedded" if (v.verifier or self.model).embedded is not None else "fewshot"
+            object.__setattr__(self, "verification", v.model_copy(update={"style": style}))
+        return self
 
     @field_validator("name")
     @classmethod

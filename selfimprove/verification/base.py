@@ -25,7 +25,7 @@ class Candidate:
 
 
 Row = dict[str, Any]
-Method = Callable[[Engine, Sequence[Candidate], VerificationSpec, int], list[Row]]
+Method = Callable[[Engine, Sequence[Candidate], VerificationSpec, int, Any], list[Row]]
 
 NEUTRAL = 0.5
 
@@ -59,8 +59,14 @@ def _methods() -> dict[str, Method]:
 METHODS = ("mc", "cot_binary", "cot_score", "tournament", "oracle")
 
 
-def verify(method: str, engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int) -> list[Row]:
-    return _methods()[method](engine, cands, spec, seed)
+def verify(
+    method: str, engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, kind: str = "math"
+) -> list[Row]:
+    """Verification rows of `method` for the candidates; `kind` is the task kind for natural-language prompts."""
+    from selfimprove.verification.prompts import prompt_book
+
+    book = prompt_book(spec.style, kind, getattr(engine, "tokenizer", None), spec.templates)
+    return _methods()[method](engine, cands, spec, seed, book)
 
 
 def sample_scores(rows: Sequence[Row], sample_ids: Sequence[str], method: str, policy: str) -> list[float]:

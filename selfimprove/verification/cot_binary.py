@@ -6,18 +6,12 @@ from collections.abc import Sequence
 
 from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
-from selfimprove.toy import formats
 from selfimprove.verification.base import Candidate, Row
+from selfimprove.verification.prompts import PromptBook
 from selfimprove.verification.sampled import verify_sampled
 
 
-def verify(engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int) -> list[Row]:
-    return verify_sampled(
-        "cot_binary",
-        engine,
-        cands,
-        spec,
-        seed,
-        build=lambda c: formats.cot_binary_prompt(c.question, c.answer),
-        parse=formats.parse_cot_binary,
-    )
+def verify(
+    engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, book: PromptBook
+) -> list[Row]:
+    return verify_sampled("cot_binary", engine, cands, spec, seed, book)

@@ -1,4 +1,4 @@
-"""MC: p(correct) / (p(correct) + p(incorrect)) from the two verdict tokens, one forward pass."""
+"""MC: p(correct) / (p(correct) + p(incorrect)) from the two verdict continuations, one forward pass."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from collections.abc import Sequence
 
 from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
-from selfimprove.toy import formats
 from selfimprove.verification.base import Candidate, Row, row
+from selfimprove.verification.prompts import PromptBook
 
 
-def verify(engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int) -> list[Row]:
-    prompts = [formats.mc_prompt(c.question, c.answer) for c in cands]
+def verify(
+    engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, book: PromptBook
+) -> list[Row]:
+    prompts = [book.prompt("mc", c) for c in cands]
     n = len(prompts)
-    logps = engine.score(prompts * 2, [formats.MC_CORRECT] * n + [formats.MC_INCORRECT] * n)
+    yes_text, no_text = book.mc_verdicts
+    logps = engine.score(prompts * 2, [yes_text] * n + [no_text] * n)
     out = []
     for i, (c, p) in enumerate(zip(cands, prompts, strict=True)):
         yes, no = sum(logps[i]), sum(logps[n + i])

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
 from selfimprove.verification.base import Candidate, Row, row
+from selfimprove.verification.prompts import PromptBook
 
 
 def verify_sampled(
-    method: str,
-    engine: Engine,
-    cands: Sequence[Candidate],
-    spec: VerificationSpec,
-    seed: int,
-    build: Callable[[Candidate], str],
-    parse: Callable[[str], float | None],
+    method: str, engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, book: PromptBook
 ) -> list[Row]:
-    prompts = [build(c) for c in cands]
+    prompts = [book.prompt(method, c) for c in cands]
     gens = engine.generate(prompts, spec.k, spec.sampling(), seed)
     return [
-        row(cands[g.prompt_index], method, g.sample_index, prompts[g.prompt_index], g.text, parse(g.text)) for g in gens
+        row(cands[g.prompt_index], method, g.sample_index, prompts[g.prompt_index], g.text, book.parse(method, g.text))
+        for g in gens
     ]

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 
 from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
-from selfimprove.toy import formats
 from selfimprove.verification.base import Candidate, Row, row
+from selfimprove.verification.prompts import PromptBook
 
 
-def verify(engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int) -> list[Row]:
+def verify(
+    engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, book: PromptBook
+) -> list[Row]:
     by_prompt: dict[str, list[Candidate]] = defaultdict(list)
     for c in cands:
         by_prompt[c.prompt_id].append(c)
@@ -36,13 +38,13 @@ def verify(engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, s
             matches += [(pid, group[i], group[i + 1]) for i in range(0, len(group) - 1, 2)]
         if not matches:
             break
-        prompts = [formats.tournament_prompt(a.question, a.answer, b.answer) for _, a, b in matches]
+        prompts = [book.prompt("tournament", a, b) for _, a, b in matches]
         gens = engine.generate(prompts, 1, spec.sampling(), seed + rnd)
         winners: dict[str, list[Candidate]] = defaultdict(list)
         for (pid, a, b), prompt, g in zip(matches, prompts, gens, strict=True):
-            verdict = formats.parse_tournament(g.text)
+            verdict = book.parse("tournament", g.text)
             ok = verdict is not None
-            a_wins = verdict != 1
+            a_wins = verdict != 1.0
             out.append(row(a, "tournament", rnd, prompt, g.text, float(a_wins) if ok else None))
             out.append(row(b, "tournament", rnd, prompt, g.text, float(not a_wins) if ok else None))
             winners[pid].append(a if a_wins else b)

@@ -1,0 +1,147 @@
+"""Verifier parsers on adversarial text, natural-language prompts, and the ensemble selection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from selfimprove.assets.filtered import filtered_rows
+from selfimprove.pipelines.spec import FilterSpec
+from selfimprove.verification import Candidate, sample_scores
+from selfimprove.verification.prompts import NaturalPrompts, parse_score, parse_verdict, parse_winner
+
+CAND = Candidate("s1", "p1", "What is 2 + 3?", "2 + 3 = 5. The answer is 5.", "5", True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The steps add up. Verdict: Correct", 1.0),
+        ("Verdict: **Incorrect**", 0.0),
+        ("verdict - not correct", 0.0),
+        ("I think it is correct.", 1.0),
+        ("The first step is wrong. Verdict: Correct", 1.0),  # the verdict line wins over prose
+        ("", None),
+        ("no opinion here", None),
+        ("Verdict: Correct\nVerdict: Incorrect", None),  # two conflicting verdicts
+        ("It is correct... or incorrect", None),
+        ("ＶＥＲＤＩＣＴ： ＣＯＲＲＥＣＴ", 1.0),  # full-width unicode
+        ("Let me check: 2 + 3 = 5, so the proposed ans", None),  # cut at max tokens
+        (None, None),
+    ],
+)
+def test_parse_verdict(text: str, expected: float | None) -> None:
+    assert parse_verdict(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Score: 7", 7),
+        ("score 10/10", 10),
+        ("Score: 3 out of 10", 3),
+        ("Score: seven", 7),
+        ("**Score:** 9", 9),
+        ("Score: 0", None),  # out of range
+        ("Score: 11", None),
+        ("Score: 7.5", None),
+        ("Score: 7 ... final Score: 8", None),  # conflicting
+        ("Score: 8 and again Score: 8", 8),
+        ("I would rate it highly", None),
+        ("", None),
+        ("Ｓｃｏｒｅ： ６", 6),
+        ("The check is fine. Scor", None),  # cut at max tokens
+    ],
+)
+def test_parse_score(text: str, expected: int | None) -> None:
+    assert parse_score(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Winner: A", 0),
+        ("winner is B", 1),
+        ("The better response is (B).", 1),
+        ("Winner: A. Winner: B", None),
+        ("", None),
+    ],
+)
+def test_parse_winner(text: str, expected: int | None) -> None:
+    assert parse_winner(text) == expected
+
+
+def test_fewshot_prompts_end_where_the_verdict_goes() -> None:
+    book = NaturalPrompts("math", "fewshot")
+    mc = book.prompt("mc", CAND)
+    assert mc.endswith(
+        "Proposed answer: 2 + 3 = 5. The answer is 5.\nIs the proposed answer correct (Correct or Incorrect)?\nVerdict:"
+    )
+    assert mc.count("Verdict: Correct") + mc.count("Verdict: Incorrect") == 2  # two worked shots
+    assert book.mc_verdicts == (" Correct", " Incorrect")
+    assert book.parse("cot_score", "Score: 10") == 1.0 and book.parse("cot_score", "Score: 1") == 0.0
+    custom = NaturalPrompts("qa", "fewshot", templates={"cot_binary": "Q={question} A={answer} ->"})
+    assert custom.prompt("cot_binary", CAND).endswith("Q=What is 2 + 3? A=5 ->")
+
+
+class ChatTokenizerDouble:
+    """A stand-in for an instruct tokenizer's chat template (real ones are tested in the task tests)."""
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool, add_generation_prompt: bool) -> str:
+        assert not tokenize and add_generation_prompt
+        return "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + "<|assistant|>"
+
+
+def test_chat_prompts_use_the_template() -> None:
+    book = NaturalPrompts("qa", "chat", tokenizer=ChatTokenizerDouble())
+    p = book.prompt("cot_binary", CAND)
+    assert p.startswith("<|user|>Question: What is 2 + 3?") and p.endswith("<|assistant|>")
+    assert book.mc_verdicts == ("Correct", "Incorrect")
+
+
+def test_unparseable_output_policies() -> None:
+    rows = [
+        {"sample_id": "a", "method": "cot_binary", "ok": True, "score": 1.0},
+        {"sample_id": "a", "method": "cot_binary", "ok": True, "score": 0.0},
+        {"sample_id": "b", "method": "cot_binary", "ok": False, "score": math.nan},
+    ]
+    assert sample_scores(rows, ["a", "b"], "cot_binary", "zero") == [0.5, 0.0]
+    assert sample_scores(rows, ["a", "b"], "cot_binary", "neutral") == [0.5, 0.5]
+    drop = sample_scores(rows, ["a", "b"], "cot_binary", "drop")
+    assert drop[0] == 0.5 and math.isnan(drop[1])
+
+
+def test_and_ensemble_selection_hand_case() -> None:
+    # one prompt, four samples; quantile alpha=0.5 keeps the top 2 of each verifier:
+    #   mc keeps s0, s1; cot_score keeps s1, s2 -> AND keeps only s1
+    ids = [f"s{i}" for i in range(4)]
+    gens = pa.table(
+        {
+            "sample_id": ids,
+            "prompt_id": ["p"] * 4,
+            "sample_index": list(range(4)),
+            "prompt": ["q"] * 4,
+            "completion": ["c"] * 4,
+            "answer": ["1"] * 4,
+            "correct": [False, True, False, False],
+            "seed": [0] * 4,
+        }
+    )
+    mc, cs = [0.9, 0.8, 0.1, 0.2], [0.1, 0.9, 0.8, 0.2]
+    ver = pa.Table.from_pylist(
+        [
+            {"sample_id": s, "method": m, "ok": True, "score": v}
+            for m, vals in (("mc", mc), ("cot_score", cs))
+            for s, v in zip(ids, vals, strict=True)
+        ]
+    )
+    f = FilterSpec(kind="quantile", alpha=0.5, ensemble="and")
+    out = filtered_rows(gens, ver, ["mc", "cot_score"], f, "neutral")
+    assert out.column("sample_id").to_pylist() == ["s1"]
+    assert out.column("rule").to_pylist() == ["mc AND cot_score: quantile(alpha=0.5)"]
+    assert np.isclose(out.column("score").to_pylist()[0], (0.8 + 0.9) / 2)
+    alone = filtered_rows(gens, ver, ["mc"], f, "neutral")
+    assert alone.column("sample_id").to_pylist() == ["s0", "s1"]
