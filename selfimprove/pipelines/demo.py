@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="demo", help="experiment name (a file in experiments/)")
     args = parser.parse_args(argv)
     home = ensure_dagster_home()
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from selfimprove.assets.reports import markdown
     from selfimprove.definitions import defs, warehouse_root
