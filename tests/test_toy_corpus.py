@@ -21,7 +21,7 @@ def test_deterministic_for_a_seed() -> None:
 def test_mixes_every_format_and_uses_train_problems_only() -> None:
     docs = _take(0, 2000)
     kinds = {
-        "gen": sum("\n0" in d and "check:" not in d for d in docs),
+        "gen": sum("\nsolve:\n" in d for d in docs),
         "cot_binary": sum("\ncheck:" in d for d in docs),
         "cot_score": sum("\nscore:" in d for d in docs),
         "mc": sum("\nok?" in d for d in docs),
@@ -42,12 +42,12 @@ def test_check_documents_are_right() -> None:
             assert formats.parse_cot_binary(d.split("check:", 1)[1]) == (1.0 if ok else 0.0)
 
 
-def test_candidates_mix_correct_and_slipped() -> None:
+def test_candidates_mix_correct_and_wrong() -> None:
     rng = random.Random(0)
     problems = ArithmeticTask().load(300, seed=0)
     cands = [corpus.candidate(p, rng) for p in problems]
     right = sum(c == p.reference for c, p in zip(cands, problems, strict=True))
-    assert 0.4 < right / len(cands) < 0.6
+    assert 0.25 < right / len(cands) < 0.45
     wrong = [(c, p) for c, p in zip(cands, problems, strict=True) if c is not None and c != p.reference]
     # slips are local: most wrong answers keep the length of the true one
     assert sum(len(c) == len(p.reference) for c, p in wrong) / len(wrong) > 0.5

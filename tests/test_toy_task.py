@@ -25,7 +25,7 @@ def test_problems_are_consistent() -> None:
     for p in ArithmeticTask(min_digits=2, max_digits=4).load(100, seed=0):
         a, b, c = formats.parse_question(p.question)
         x = int(p.reference)
-        assert x * a + b == c and 2 <= a <= 9 and 0 <= b <= 9 and 10 <= x <= 9999
+        assert x * a + b == c and 2 <= a <= 9 and 0 <= b < a and 10 <= x <= 9999
         assert p.prompt_id == prompt_id(p.question)
 
 
@@ -47,10 +47,10 @@ def test_prompt_id_is_derived_from_text() -> None:
 def test_grader_hand_cases() -> None:
     task = ArithmeticTask()
     p = Problem(prompt_id("x*7+3=2775"), "x*7+3=2775", "396", {"x": 396, "a": 7, "b": 3, "c": 2775})
-    assert task.generation_prompt(p) == "x*7+3=2775\n"
-    assert task.grade(p, "2775-3=2772\n02:0r2 27:3r6 67:9r4 42:6r0\nx=396")
+    assert task.generation_prompt(p) == "x*7+3=2775\nsolve:\n"
+    assert task.grade(p, "02/7=0r2 27/7=3r6 67/7=9r4 45/7=6r3\nx=396")
     assert task.grade(p, "x=0396")  # leading zeros are the same number
-    assert not task.grade(p, "2775-3=2772\n02:0r2 27:3r6 67:9r4 42:6r1\nx=397")
+    assert not task.grade(p, "02/7=0r2 27/7=3r6 67/7=9r4 45/7=7r3\nx=397")
     assert not task.grade(p, "x=39")
     assert not task.grade(p, "x = 396")  # not the format
     assert not task.grade(p, "")
@@ -59,7 +59,7 @@ def test_grader_hand_cases() -> None:
 
 
 def test_solution_is_correct_long_division() -> None:
-    assert formats.solution(7, 3, 2775) == "2775-3=2772\n02:0r2 27:3r6 67:9r4 42:6r0\nx=396"
+    assert formats.solution(7, 3, 2775) == "02/7=0r2 27/7=3r6 67/7=9r4 45/7=6r3\nx=396"
     for p in ArithmeticTask().load(200, seed=1):
         a, b, c = p.meta["a"], p.meta["b"], p.meta["c"]
         assert formats.extract_answer(formats.solution(a, b, c)) == p.reference
@@ -67,10 +67,10 @@ def test_solution_is_correct_long_division() -> None:
 
 def test_slip_changes_one_digit_and_propagates() -> None:
     # the first quotient digit 0 -> 5: later steps are unchanged, the answer gains a digit
-    assert formats.solution(7, 3, 2775, slip=(6, 5)).endswith("02:5r2 27:3r6 67:9r4 42:6r0\nx=5396")
-    # a wrong remainder propagates into the next step
-    assert formats.solution(7, 3, 2775, slip=(11, 5)).splitlines()[1] == "02:0r2 27:3r5 57:8r1 12:1r5"
-    assert formats.solution_digits(7, 3, 2775) == 4 + 4 * 4 + 3
+    assert formats.solution(7, 3, 2775, slip=(2, 5)) == "02/7=5r2 27/7=3r6 67/7=9r4 45/7=6r3\nx=5396"
+    # a wrong remainder propagates into the next steps
+    assert formats.solution(7, 3, 2775, slip=(7, 5)) == "02/7=0r2 27/7=3r5 57/7=8r1 15/7=2r1\nx=382"
+    assert formats.solution_digits(7, 3, 2775) == 4 * 4 + 3
 
 
 def test_difficulty_knobs_are_checked() -> None:

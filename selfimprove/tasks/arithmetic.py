@@ -34,10 +34,10 @@ def prompt_id(q: str) -> str:
 
 @dataclass(frozen=True)
 class ArithmeticTask:
-    """Difficulty knobs: digits of x, range of the multiplier a, largest offset b."""
+    """Difficulty knobs: digits of x, range of the multiplier a, largest offset b (always b < a)."""
 
     min_digits: int = 1
-    max_digits: int = 5
+    max_digits: int = 3
     min_a: int = 2
     max_a: int = 9
     max_b: int = 9
@@ -54,7 +54,8 @@ class ArithmeticTask:
         """One random (x, a, b)."""
         d = rng.randint(self.min_digits, self.max_digits)
         x = rng.randint(10 ** (d - 1), 10**d - 1)
-        return x, rng.randint(self.min_a, self.max_a), rng.randint(0, self.max_b)
+        a = rng.randint(self.min_a, self.max_a)
+        return x, a, rng.randint(0, min(self.max_b, a - 1))
 
     def stream(self, seed: int, split: str = "train") -> Iterator[Problem]:
         """An endless deterministic stream of problems of `split` (repeats possible)."""

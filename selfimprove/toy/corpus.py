@@ -1,8 +1,9 @@
 """The deterministic pretraining corpus: solved problems plus checks in all four verification formats.
 
-Problems come from the task's *train* split only. Candidates shown to the checks are correct or
-carry one realistic slip: a single wrong digit somewhere in the written division, with every later
-value recomputed from it (see `formats.solution`), which is the kind of mistake sampling makes.
+Problems come from the task's *train* split only. Candidates shown to the checks are correct, or
+carry one realistic slip (a single wrong digit somewhere in the written division, with every later
+value recomputed from it, see `formats.solution`: the kind of mistake sampling makes), or are random
+numbers of the right length.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from selfimprove.tasks.base import Problem
 from selfimprove.toy import formats
 
 # document kind -> share of the corpus
-MIX: dict[str, float] = {"gen": 0.40, "cot_binary": 0.22, "cot_score": 0.12, "mc": 0.10, "tournament": 0.16}
-P_CORRECT = 0.5  # share of correct candidates in check documents
+MIX: dict[str, float] = {"gen": 0.42, "cot_binary": 0.30, "cot_score": 0.08, "mc": 0.08, "tournament": 0.12}
+P_CORRECT = 0.35  # share of correct candidates in check documents
+P_RANDOM = 0.30  # share of random same-length candidates: their products rarely share c's digits,
+# which punishes the shortcut of copying c into the check instead of multiplying
 P_NO_ANSWER = 0.02  # share of "x=?" candidates
 
 
@@ -29,14 +32,18 @@ def slipped_answer(p: Problem, rng: random.Random) -> str:
 
 
 def candidate(p: Problem, rng: random.Random) -> str | None:
-    """A candidate answer: correct with probability P_CORRECT, else a slipped (wrong) one."""
+    """A candidate answer: correct, slipped, random of the same length, or missing."""
     u = rng.random()
     if u < P_NO_ANSWER:
         return None
     if u < P_NO_ANSWER + P_CORRECT:
         return p.reference
     for _ in range(20):
-        ans = slipped_answer(p, rng)
+        if u < P_NO_ANSWER + P_CORRECT + P_RANDOM:
+            n = len(p.reference)
+            ans = str(rng.randint(10 ** (n - 1) if n > 1 else 0, 10**n - 1))
+        else:
+            ans = slipped_answer(p, rng)
         if ans != p.reference:
             return ans
     return str(int(p.reference) + 1)

@@ -144,9 +144,9 @@ def evaluate(
         auroc, n_mixed = metrics.within_prompt_auroc(pids, scores, correct)
         res = metrics.gap_with_ci(pids, correct, kept.astype(float), seed=seed)
         out["methods"][m] = {
-            "within_prompt_auroc": auroc,
+            "within_prompt_auroc": None if math.isnan(auroc) else auroc,
             "n_mixed_prompts": n_mixed,
-            "pooled_auroc": metrics.auroc(scores, correct),
+            "pooled_auroc": None if math.isnan(pooled := metrics.auroc(scores, correct)) else pooled,
             "filtered_accuracy": res.j_fw,
             "gap": res.gap,
             "gap_ci": list(res.gap_ci),
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     extra = [float(t) for t in args.extra_temperatures.split(",") if t]
     res = evaluate(
         args.checkpoint, args.prompts, args.samples, args.temperature, args.seed, args.methods.split(","), extra

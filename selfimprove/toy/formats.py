@@ -1,13 +1,13 @@
 """Every text format of the embedded world, in one place.
 
-The task is the inverse problem `x*a+b=c` (a in 2..9, b in 0..9): find x.
+The task is the inverse problem `x*a+b=c` (a in 2..9, 0 <= b < a): find x. Since b < a, x is the
+quotient and b the remainder of c/a.
 
-Generation (solving) is written long division of c-b by a, one fixed-width step per digit:
+Generation (solving) is written long division of c by a, one fixed-width step per digit of c:
 
-    x*7+3=2775\\n                      <- generation prompt
-    2775-3=2772\\n                     <- subtract b
-    02:0r2 27:3r6 67:9r4 42:6r0\\n     <- "rd:qrR": remainder*10+digit, quotient digit, new remainder
-    x=396                             <- quotient digits without leading zeros
+    x*7+3=2775\\nsolve:\\n                  <- generation prompt
+    02/7=0r2 27/7=3r6 67/7=9r4 45/7=6r3\\n <- (remainder*10+digit)/a=quotient digit r new remainder
+    x=396                                 <- quotient digits without leading zeros
 
 Verification (checking) uses a *different* computation: multiply the candidate back with written
 carries (the initial carry is b), then compare with c. Checks see the candidate's final answer only
@@ -49,7 +49,7 @@ def parse_question(text: str) -> tuple[int, int, int]:
 
 
 def generation_prompt(q: str) -> str:
-    return f"{q}\n"
+    return f"{q}\nsolve:\n"
 
 
 def extract_answer(completion: str) -> str | None:
@@ -86,17 +86,16 @@ def solution_digits(a: int, b: int, c: int) -> int:
 
 
 def _solve(a: int, b: int, c: int, w: _Slip) -> str:
-    d = w.put(str(c - b))
     r, steps, qs = 0, [], ""
-    for ch in d:
+    for ch in str(c):
         n = int(w.put(f"{r * 10 + int(ch):02d}"))
         q = w.put(str(min(9, n // a)))
         rem = n - int(q) * a
         r = int(w.put(str(rem if 0 <= rem <= 9 else n % a)))
-        steps.append(f"{n:02d}:{q}r{r}")
+        steps.append(f"{n:02d}/{a}={q}r{r}")
         qs += q
     x = w.put(qs.lstrip("0") or "0")
-    return f"{c}-{b}={d}\n{' '.join(steps)}\nx={x}"
+    return f"{' '.join(steps)}\nx={x}"
 
 
 # --------------------------------------------------------------------------- checking

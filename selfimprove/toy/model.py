@@ -18,7 +18,7 @@ class ToySize:
     heads: int
     intermediate: int
     steps: int
-    batch_size: int = 16
+    batch_size: int = 8
     seq_len: int = 256
     lr: float = 3e-3
     warmup: int = 30
@@ -26,10 +26,11 @@ class ToySize:
 
 SIZES: dict[str, ToySize] = {
     "micro": ToySize(hidden=32, layers=1, heads=2, intermediate=64, steps=100, batch_size=8, seq_len=128),
-    "xs": ToySize(hidden=64, layers=2, heads=4, intermediate=192, steps=150),
-    "s": ToySize(hidden=96, layers=3, heads=4, intermediate=256, steps=300),
-    "default": ToySize(hidden=128, layers=4, heads=4, intermediate=512, steps=600),
-    "l": ToySize(hidden=160, layers=5, heads=5, intermediate=640, steps=700),
+    "xs": ToySize(hidden=64, layers=2, heads=4, intermediate=192, steps=300),
+    "s": ToySize(hidden=96, layers=3, heads=4, intermediate=256, steps=600),
+    "m": ToySize(hidden=112, layers=4, heads=4, intermediate=384, steps=900),
+    "default": ToySize(hidden=128, layers=4, heads=4, intermediate=512, steps=1200),
+    "l": ToySize(hidden=160, layers=5, heads=5, intermediate=640, steps=1000),
 }
 
 

@@ -9,6 +9,7 @@ size, n_params, tokens_seen, flops (6*N*D), seed, train_seconds and final_loss.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -29,6 +30,8 @@ from selfimprove.toy.tokenizer import build_tokenizer
 log = logging.getLogger(__name__)
 
 META_FILE = "selfimprove_model.json"
+DIGEST_FILE = "digests.json"
+DIGESTED = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", META_FILE)
 PACKAGED = Path(__file__).parent / "checkpoints"
 
 
@@ -59,7 +62,7 @@ def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
 
 
-def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 2) -> dict[str, Any]:
+def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 1) -> dict[str, Any]:
     """Train `size` from scratch with `seed` and save it to `out_dir`; returns the metadata."""
     cfg = SIZES[size]
     torch.set_num_threads(threads)
@@ -83,10 +86,12 @@ def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 2) ->
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         seen += int((labels != -100).sum())
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % max(1, cfg.steps // 20) == 0 or step == cfg.steps - 1:
             dt = time.perf_counter() - start
-            log.info("%s step %d/%d loss %.4f tokens %d (%.0f tok/s)", size, step, cfg.steps, loss, seen, seen / dt)
+            log.info(
+                "%s step %d/%d loss %.4f tokens %d (%.0f tok/s)", size, step, cfg.steps, losses[-1], seen, seen / dt
+            )
     seconds = time.perf_counter() - start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,12 +103,21 @@ def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 2) ->
         "tokens_seen": seen,
         "flops": 6 * n * seen,
         "seed": seed,
+        "threads": threads,
         "train_seconds": round(seconds, 1),
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    record_digests(out)
     log.info("saved %s to %s: %s", size, out, meta)
     return meta
+
+
+def record_digests(path: str | Path) -> dict[str, str]:
+    """Write the sha256 of each checkpoint file to digests.json beside them."""
+    files = {n: hashlib.sha256((Path(path) / n).read_bytes()).hexdigest() for n in DIGESTED}
+    (Path(path) / DIGEST_FILE).write_text(json.dumps({"sha256": files}, indent=2) + "\n")
+    return files
 
 
 def ensure_pretrained(size: str, cache_dir: str | Path, seed: int = 0) -> Path:
@@ -135,9 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", default="default", choices=sorted(SIZES))
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads; 2 oversubscribes a busy 2-core box")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(json.dumps(pretrain(args.size, args.out, args.seed)))
+    print(json.dumps(pretrain(args.size, args.out, args.seed, args.threads)))
 
 
 if __name__ == "__main__":
