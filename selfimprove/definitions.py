@@ -1,4 +1,5 @@
-"""The one Definitions object: every experiments/*.yaml -> assets, checks, jobs and resources."""
+"""The one Definitions object: every experiments/*.yaml and experiments/studies/*.yaml -> assets, checks,
+jobs and resources."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dagster as dg
 from selfimprove.assets.common import state_dir
 from selfimprove.pipelines.factory import build_experiment
 from selfimprove.pipelines.spec import ExperimentSpec, load_spec
+from selfimprove.pipelines.study import Study, build_study, load_study
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import ParquetIOManager, WarehouseResource
 
@@ -20,7 +22,9 @@ def warehouse_root() -> str:
     return os.environ.get("SELFIMPROVE_WAREHOUSE", str(state_dir() / "warehouse"))
 
 
-def build_definitions(specs: list[ExperimentSpec], root: str | None = None) -> dg.Definitions:
+def build_definitions(
+    specs: list[ExperimentSpec], root: str | None = None, studies: list[Study] | None = None
+) -> dg.Definitions:
     root = root or warehouse_root()
     assets, checks, jobs = [], [], []
     for spec in specs:
@@ -28,6 +32,12 @@ def build_definitions(specs: list[ExperimentSpec], root: str | None = None) -> d
         assets += built.assets
         checks += built.checks
         jobs.append(built.job)
+    defined = {spec.name: spec for spec in specs}
+    for study in studies or []:  # members not defined above are built as round-0 measurements
+        built_study = build_study(study, defined)
+        assets += built_study.assets
+        checks += built_study.checks
+        jobs.append(built_study.job)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -45,4 +55,8 @@ def experiment_specs(folder: Path = EXPERIMENTS_DIR) -> list[ExperimentSpec]:
     return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
 
 
-defs = build_definitions(experiment_specs())
+def study_specs(folder: Path = EXPERIMENTS_DIR / "studies") -> list[Study]:
+    return [load_study(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+defs = build_definitions(experiment_specs(), studies=study_specs())

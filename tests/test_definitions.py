@@ -97,9 +97,11 @@ MICRO_LINEAGE = {
         "micro/round_0/eval",
         "micro/round_0/gap",
         "micro/round_0/generations",
+        "micro/round_0/verifications",
         "micro/round_1/eval",
         "micro/round_1/gap",
         "micro/round_1/generations",
+        "micro/round_1/verifications",
         "micro/round_2/eval",
     ],
     "micro/round_0/checkpoint": ["micro/base_model", "micro/round_0/filtered", "micro/round_0/gap"],
@@ -161,7 +163,7 @@ def test_lineage_scales_with_rounds() -> None:
         last = f"micro/round_{rounds - 1}/checkpoint"
         assert lineage[f"micro/round_{rounds}/eval"] == ["micro/prompts", last]
         assert lineage["micro/report"] == sorted(
-            [f"micro/round_{r}/{s}" for r in range(rounds) for s in ("gap", "generations")]
+            [f"micro/round_{r}/{s}" for r in range(rounds) for s in ("gap", "generations", "verifications")]
             + [f"micro/round_{r}/eval" for r in range(rounds + 1)]
         )
 

@@ -92,7 +92,9 @@ def test_sql_over_the_run(run: tuple) -> None:
     from selfimprove.sql import run_query
 
     _, wh, _ = run
-    table = run_query(str(wh.root), "SELECT round, avg(correct::INT) AS acc FROM generations GROUP BY round ORDER BY round")
+    table = run_query(
+        str(wh.root), "SELECT round, avg(correct::INT) AS acc FROM generations GROUP BY round ORDER BY round"
+    )
     assert table.column("round").to_pylist() == [0, 1]
     joined = run_query(
         str(wh.root),

@@ -1,0 +1,215 @@
+"""The report asset on hand-made round tables (no model): exact pass@k, diversity and changes, real PNG
+figures in the warehouse and in the metadata; and the verdicts on hand cases."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from pathlib import Path
+
+import dagster as dg
+import matplotlib.image
+import pyarrow as pa
+import pytest
+
+from selfimprove.assets import plots
+from selfimprove.assets.gaps import gap_rows
+from selfimprove.assets.reports import (
+    FIGURES,
+    diversity_verdict,
+    gap_verdict,
+    markdown,
+    per_prompt_pass_at,
+    report_rows,
+    verdicts,
+)
+from selfimprove.definitions import build_definitions
+from selfimprove.resources.warehouse import Warehouse
+from tests.conftest import micro_spec
+
+# Round 0: 3 prompts x 4 samples with 1, 2 and 0 correct; round 1 collapses onto one answer per prompt.
+CORRECT = {
+    0: {"p0": [1, 0, 0, 0], "p1": [1, 1, 0, 0], "p2": [0, 0, 0, 0]},
+    1: {"p0": [1, 1, 1, 1], "p1": [0, 0, 0, 0], "p2": [0, 0, 0, 0]},
+}
+ANSWERS = {
+    0: {"p0": ["7", "8", "9", None], "p1": ["5", "5", "6", "7"], "p2": ["1", "2", "2", "2"]},
+    1: {"p0": ["7", "7", "7", "7"], "p1": ["6", "6", "6", "6"], "p2": ["2", "2", None, None]},
+}
+SPEC = micro_spec(gap={"bootstrap": 200})
+
+
+def generations(r: int) -> pa.Table:
+    rows = [
+        {"sample_id": f"micro/r{r}/{p}/{i}", "prompt_id": p, "sample_index": i, "answer": a, "correct": bool(c)}
+        for p in CORRECT[r]
+        for i, (c, a) in enumerate(zip(CORRECT[r][p], ANSWERS[r][p], strict=True))
+    ]
+    return pa.Table.from_pylist(rows)
+
+
+def verifications(r: int) -> pa.Table:
+    """MC scores: high on the correct samples except one, NaN (unparsed) on the last sample of p2."""
+    gens = generations(r).to_pylist()
+    rows = []
+    for j, g in enumerate(gens):
+        score = (0.8 if g["correct"] else 0.3) + 0.01 * j
+        ok = not (g["prompt_id"] == "p2" and g["sample_index"] == 3)
+        rows.append({"sample_id": g["sample_id"], "method": "mc", "ok": ok, "score": score if ok else math.nan})
+    return pa.Table.from_pylist(rows)
+
+
+def evals(r: int) -> pa.Table:
+    greedy = [[True, False, False, False], [True, True, False, False], [True, True, True, False]][r]
+    sampled = [True, False] * 4
+    rows = [{"prompt_id": f"e{i}", "mode": "greedy", "correct": c} for i, c in enumerate(greedy)]
+    rows += [{"prompt_id": f"e{i // 2}", "mode": "sampled", "correct": c} for i, c in enumerate(sampled)]
+    return pa.Table.from_pylist(rows)
+
+
+def gap(r: int) -> pa.Table:
+    return gap_rows(SPEC, generations(r), verifications(r))
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, dg.AssetMaterialization]:
+    root = tmp_path_factory.mktemp("report_wh")
+    wh = Warehouse(str(root))
+    for r in (0, 1):
+        wh.write("generations", generations(r), "micro", r)
+        wh.write("verifications", verifications(r), "micro", r)
+        wh.write("gap", gap(r), "micro", r)
+    for r in (0, 1, 2):
+        wh.write("eval", evals(r), "micro", r)
+    defs = build_definitions([SPEC], root=str(root))
+    key = dg.AssetKey(["micro", "report"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    return wh, event.materialization
+
+
+def test_per_prompt_pass_at_k_exact() -> None:
+    g = generations(0)
+    ids, correct = g.column("prompt_id").to_pylist(), g.column("correct").to_pylist()
+    assert per_prompt_pass_at(ids, correct, 1) == {"p0": 0.25, "p1": 0.5, "p2": 0.0}
+    two = per_prompt_pass_at(ids, correct, 2)  # 1 - C(n-c, 2) / C(4, 2)
+    assert two["p0"] == pytest.approx(1 - 3 / 6) and two["p1"] == pytest.approx(1 - 1 / 6) and two["p2"] == 0.0
+
+
+def test_report_rows_exact_values() -> None:
+    table = report_rows(2, [gap(0), gap(1)], [evals(r) for r in range(3)], [generations(0), generations(1)], n_boot=200)
+    rows = table.to_pylist()
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    r0, r1, r2 = rows
+    assert r0["pass_at_1"] == pytest.approx(0.25)
+    assert r0["pass_at_2"] == pytest.approx((0.5 + 5 / 6 + 0) / 3)
+    assert r0["pass_at_4"] == pytest.approx(2 / 3) and r0["pass_at_n"] == r0["pass_at_4"]
+    assert r1["pass_at_1"] == r1["pass_at_2"] == r1["pass_at_4"] == pytest.approx(1 / 3)
+    assert r0["distinct_answers"] == pytest.approx((3 + 3 + 2) / 3)  # nulls are not answers
+    assert r1["distinct_answers"] == pytest.approx(1.0)
+    assert r1["pass_at_n_change"] == pytest.approx(1 / 3 - 2 / 3)
+    assert r0["spread"] == pytest.approx((0.75 + 0.5 + 0.0) / 3)
+    assert r1["spread_change"] == pytest.approx(0.0 - (0.75 + 0.5) / 3)
+    assert r0["pass_at_n_change"] is None  # round 0 is the reference
+    assert r0["pass_at_n_lo"] <= r0["pass_at_n"] <= r0["pass_at_n_hi"]
+    assert r1["pass_at_n_change_lo"] <= r1["pass_at_n_change"] <= r1["pass_at_n_change_hi"] <= 0.0
+    configured = next(g for g in gap(0).to_pylist() if g["configured"])
+    assert (r0["gap"], r0["gap_lo"], r0["relative_gap_hi"]) == (
+        configured["gap"],
+        configured["gap_lo"],
+        configured["relative_gap_hi"],
+    )
+    assert (r0["eval_greedy"], r1["eval_greedy"], r2["eval_greedy"]) == (0.25, 0.5, 0.75)
+    assert r2["eval_sampled"] == 0.5 and r2["gap"] is None and r2["pass_at_1"] is None
+    text = markdown(table)
+    assert "pass_at_2" in text and "pass_at_n_lo" not in text  # detail columns left out by default
+
+
+def test_report_asset_table_and_plots_in_warehouse(materialized: tuple) -> None:
+    wh, _ = materialized
+    report = wh.read("report", "micro")
+    assert report.column("round").to_pylist() == [0, 1, 2]
+    assert report.column("pass_at_4").to_pylist()[:2] == pytest.approx([2 / 3, 1 / 3])
+    paths = report.column("plots").to_pylist()[0]
+    assert paths == [f"_artifacts/plots/experiment=micro/{f}.png" for f in FIGURES]
+    assert all(p == paths for p in report.column("plots").to_pylist())
+    for rel in paths:
+        file = Path(wh.url(rel))
+        data = file.read_bytes()
+        assert data.startswith(plots.PNG_MAGIC)
+        image = matplotlib.image.imread(file)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert "_artifacts" not in wh.stages() and "report" in wh.stages()
+    assert not list(Path(wh.url("_staging")).rglob("*.png"))  # temp files moved into place
+
+
+def test_report_metadata_embeds_the_plots_and_verdicts(materialized: tuple) -> None:
+    wh, mat = materialized
+    meta = mat.metadata
+    for f in FIGURES:
+        md = meta[f"plot_{f}"].value
+        m = re.fullmatch(rf"!\[{f}\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", md)
+        assert m, md[:80]
+        png = base64.b64decode(m.group(1))
+        assert png == Path(wh.url(f"_artifacts/plots/experiment=micro/{f}.png")).read_bytes()
+        assert matplotlib.image.imread(io.BytesIO(png)).shape[2] in (3, 4)
+        assert meta[f"plot_path_{f}"].value == wh.url(f"_artifacts/plots/experiment=micro/{f}.png")
+    assert {"verdict_gap_shrinks", "verdict_pass_at_n_falls", "verdicts", "per_round"} <= set(meta)
+    assert meta["verdict_pass_at_n_falls"].value in ("holds", "does not hold", "undecided")
+
+
+# --------------------------------------------------------------------------- verdicts: hand cases
+
+
+def rounds(*gaps: tuple[float, float, float]) -> list[dict]:
+    return [{"round": r, "gap": g, "gap_lo": lo, "gap_hi": hi} for r, (g, lo, hi) in enumerate(gaps)] + [
+        {"round": len(gaps), "gap": None}
+    ]
+
+
+def test_gap_verdict_hand_cases() -> None:
+    assert gap_verdict(rounds((0.2, 0.1, 0.3), (0.08, 0.03, 0.12), (0.01, -0.02, 0.04))).holds is True
+    shrunk = gap_verdict(rounds((0.2, 0.15, 0.25), (0.1, 0.06, 0.14)))  # CI above 0 but below round 0's gap
+    assert shrunk.holds is True and "below the round-0 gap" in shrunk.evidence
+    stays = gap_verdict(rounds((0.2, 0.1, 0.3), (0.19, 0.1, 0.28), (0.18, 0.09, 0.26)))
+    assert stays.holds is False
+    assert gap_verdict(rounds((0.02, -0.01, 0.05), (0.0, -0.02, 0.02))).holds is None  # no round-0 gap
+    assert gap_verdict(rounds((0.2, 0.1, 0.3))).holds is None  # one round
+    # only rounds 1..3 count: a gap that closes at round 4 is too late
+    late = rounds((0.2, 0.1, 0.3), (0.19, 0.1, 0.28), (0.19, 0.1, 0.28), (0.19, 0.1, 0.28), (0.0, -0.1, 0.1))
+    assert gap_verdict(late).holds is False
+    assert "first met at round 1" in gap_verdict(rounds((0.2, 0.1, 0.3), (0.0, -0.1, 0.1), (0.0, -0.1, 0.1))).evidence
+
+
+def diversity(change: tuple[float, float, float], spread: tuple[float, float, float]) -> list[dict]:
+    first = {"round": 0, "pass_at_n": 0.8, "spread": 0.4, "pass_at_n_change": None}
+    last = {
+        "round": 2,
+        "pass_at_n": 0.8 + change[0],
+        "spread": 0.4 + spread[0],
+        **dict(zip(("pass_at_n_change", "pass_at_n_change_lo", "pass_at_n_change_hi"), change, strict=True)),
+        **dict(zip(("spread_change", "spread_change_lo", "spread_change_hi"), spread, strict=True)),
+    }
+    return [first, last, {"round": 3, "pass_at_n": None}]
+
+
+def test_diversity_verdict_hand_cases() -> None:
+    fell = diversity_verdict(diversity((-0.1, -0.15, -0.05), (-0.2, -0.3, -0.1)))
+    assert fell.holds is True and "pass@N fell (CI below 0)" in fell.evidence
+    relative = diversity_verdict(diversity((-0.02, -0.06, 0.01), (-0.2, -0.3, -0.1)))
+    assert relative.holds is True and "relative to pass@1" in relative.evidence
+    assert diversity_verdict(diversity((-0.02, -0.06, 0.01), (-0.05, -0.1, 0.02))).holds is False
+    assert diversity_verdict([{"round": 0, "pass_at_n": 0.5}]).holds is None
+
+
+def test_verdicts_picks_what_the_data_speaks_to() -> None:
+    report = rounds((0.2, 0.1, 0.3), (0.0, -0.1, 0.1))
+    for r in report[:2]:
+        r |= {"pass_at_n": 0.5, "spread": 0.2}
+    assert [v.key for v in verdicts(report)] == ["gap_shrinks", "pass_at_n_falls"]
+    assert [v.key for v in verdicts(scaling=[])] == ["relative_gap_scales"]
+    assert verdicts() == []
