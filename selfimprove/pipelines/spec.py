@@ -31,6 +31,12 @@ class ModelSpec(_Strict):
     batch_size: int = Field(256, gt=0)
     trust_remote_code: bool = False
     seed: int = 0  # pretraining seed of an embedded size
+    # vLLM engine only (engine: vllm); ignored by the transformers engine. See docs/scale-out.md.
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # share of GPU memory vLLM may take
+    tensor_parallel_size: int = Field(1, gt=0)  # GPUs one model is split over
+    max_model_len: int | None = Field(None, gt=0)  # context length; None: the model config's
+    enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower decoding
+    lora_mode: Literal["lora", "merge"] = "lora"  # adapters: LoRARequest on the base, or merged first
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:

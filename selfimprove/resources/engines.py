@@ -13,7 +13,7 @@ from selfimprove.resources.engine import Engine
 
 log = logging.getLogger(__name__)
 
-_loaded: dict[tuple[str, ...], Engine] = {}
+_loaded: dict[tuple[str, str], Engine] = {}
 
 
 def open_engine(path: str | Path, model: ModelSpec) -> Engine:
@@ -41,7 +41,7 @@ class EngineResource(dg.ConfigurableResource):
     """
 
     def get(self, path: str | Path, model: ModelSpec) -> Engine:
-        key = (str(Path(path).resolve()), model.engine, model.device, model.dtype, str(model.batch_size))
+        key = (str(Path(path).resolve()), model.model_dump_json())
         if key not in _loaded:
             self.release()
             log.info("loading %s engine for %s", model.engine, path)
@@ -49,6 +49,8 @@ class EngineResource(dg.ConfigurableResource):
         return _loaded[key]
 
     def release(self) -> None:
+        if not _loaded:  # nothing to free: skip the full collection (about 0.5 s with torch and Dagster loaded)
+            return
         for engine in _loaded.values():
             engine.close()
         _loaded.clear()
