@@ -1,4 +1,17 @@
-"""The verifications asset: the model (or a cross-verifier) scores the round's samples."""
+"""The verifications asset: the model (or a cross-verifier) scores the round's samples.
+
+Rows are cached like generations: a row's key hashes the verifier's weight digest, the engine, the
+method, the verified sample (its generation cache key and content), the method's verification config,
+the verification index, the seed and the code version. A rerun reuses the rows of the previous table
+whose keys match and computes only the missing candidates of each method; a tournament works on whole
+prompt groups, so a group is recomputed when any member is new. With every row cached no model is loaded.
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -6,11 +19,23 @@ from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.models import resolve_model
+from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine, previous_rows
+from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
 from selfimprove.resources.engines import EngineResource
+from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.verification import Candidate, verify
+from selfimprove.verification.base import row as verification_row
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+SAMPLED = ("cot_binary", "cot_score")  # k verifications per candidate
+MODEL_FREE = ("oracle",)  # methods that never query the verifier
+# Verification settings that never change a row of a method (k only adds indices; the verifier is its digest).
+_NOT_IN_KEY = {"methods", "k", "on_parse_failure", "verifier"}
 
 
 def candidates(generations: pa.Table, questions: dict[str, str]) -> list[Candidate]:
@@ -21,28 +46,136 @@ def candidates(generations: pa.Table, questions: dict[str, str]) -> list[Candida
     ]
 
 
-def verification_rows(exp: Experiment, engine: Engine, cands: list[Candidate], generator_digest: str) -> pa.Table:
-    spec = exp.spec.verification
-    rows = []
+def generation_keys(generations: pa.Table) -> list[str]:
+    """Each sample's generation cache key (a content hash of the row for tables without one)."""
+    if "cache_key" in generations.column_names:
+        return [str(k) for k in generations.column("cache_key").to_pylist()]
+    return [digest(*sorted(r.items())) for r in generations.to_pylist()]
+
+
+def method_config(spec: VerificationSpec, method: str) -> str:
+    """The verification settings a method's rows depend on, as canonical JSON."""
+    skip = _NOT_IN_KEY | (set() if method == "tournament" else {"tournament_rounds"})
+    return json.dumps(spec.model_dump(mode="json", exclude=skip), sort_keys=True, default=str)
+
+
+@dataclass
+class _Unit:
+    """What is computed together: one candidate, or a tournament's whole prompt group."""
+
+    members: list[int]  # candidate positions
+    keys: dict[tuple[int, int], str] = field(default_factory=dict)  # (position, verification index) -> row key
+    required: list[tuple[int, int]] = field(default_factory=list)  # cached rows that prove the unit complete
+
+
+def _units(
+    method: str, cands: Sequence[Candidate], sample_digests: Sequence[str], spec: VerificationSpec, base: tuple
+) -> list[_Unit]:
+    if method == "tournament":
+        groups: dict[str, list[int]] = {}
+        for j, c in enumerate(cands):
+            groups.setdefault(c.prompt_id, []).append(j)
+        units = []
+        for pid, members in groups.items():
+            group = digest(*base, pid, *sorted(sample_digests[j] for j in members))
+            unit = _Unit(members)
+            unit.keys = {
+                (j, rnd): digest(group, cands[j].sample_id, rnd)
+                for j in members
+                for rnd in range(spec.tournament_rounds)
+            }
+            unit.required = [(j, 0) for j in members]  # every player has a first-round row (match or bye)
+            units.append(unit)
+        return units
+    indices = range(spec.k) if method in SAMPLED else range(1)
+    units = []
+    for j in range(len(cands)):
+        key = digest(*base, sample_digests[j])
+        unit = _Unit([j], {(j, i): digest(key, i) for i in indices})
+        unit.required = list(unit.keys)
+        units.append(unit)
+    return units
+
+
+def _model_free_rows(method: str, cands: Sequence[Candidate]) -> list[Row]:
+    """Rows of a method that never queries the verifier, built without a model or a prompt book.
+
+    The oracle's rows, exactly as `selfimprove.verification.oracle` makes them: the grader's verdict.
+    """
+    assert method == "oracle", method
+    return [verification_row(c, "oracle", 0, "", "grader", float(c.correct)) for c in cands]
+
+
+def verification_rows(
+    exp: Experiment,
+    engine: EngineSource,
+    cands: list[Candidate],
+    generator_digest: str,
+    cached: pa.Table | None = None,
+    *,
+    gen_keys: Sequence[str] | None = None,
+    weight_digest: str | None = None,
+    engine_name: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> pa.Table:
+    """Verification rows of every configured method, reusing `cached` rows whose keys match.
+
+    `engine` is an engine, or a zero-argument factory called only when some candidate is missing
+    (then `weight_digest` and `engine_name` make the keys). `gen_keys` are the candidates'
+    generation cache keys; `stats` receives `rows`, `reused` and `computed` row counts.
+    """
+    source = lazy_engine(engine, weight_digest, engine_name)
+    pool: dict[str, Row] = {r["cache_key"]: r for r in cached.to_pylist()} if cached is not None else {}
+    keys = list(gen_keys) if gen_keys is not None else [""] * len(cands)
+    try:
+        table, counts = _rows(exp, source, cands, generator_digest, pool, keys)
+    except IdentityMismatch as e:
+        log.warning("%s; recomputing the keys from the loaded engine", e)
+        table, counts = _rows(exp, e.engine, cands, generator_digest, pool, keys)
+    if stats is not None:
+        stats.update(counts)
+    return table
+
+
+def _rows(
+    exp: Experiment, engine: Engine, cands: list[Candidate], generator_digest: str, pool: dict[str, Row], gen_keys: list
+) -> tuple[pa.Table, dict[str, int]]:
+    spec, seed = exp.spec.verification, exp.spec.seed
+    kind = getattr(exp.task, "kind", "math")  # natural-language verifier prompts depend on the task kind
+    ident = (engine.weight_digest, engine.engine_name)
+    sample_digests = [
+        digest(c.sample_id, c.prompt_id, k, c.question, c.completion, c.answer, c.correct)
+        for c, k in zip(cands, gen_keys, strict=True)
+    ]
+    position = {c.sample_id: j for j, c in enumerate(cands)}
+    rows: list[Row] = []
+    reused = 0
     for method in spec.methods:
-        for row in verify(method, engine, cands, spec, exp.spec.seed):
-            row.update(
-                seed=exp.spec.seed,
-                verifier_digest=engine.weight_digest,
-                generator_digest=generator_digest,
-                engine=engine.engine_name,
-            )
-            row["cache_key"] = digest(
-                row["verifier_digest"],
-                row["engine"],
-                row["verifier_prompt"],
-                spec.model_dump_json(),
-                row["verification_index"],
-                row["seed"],
-                CODE_VERSION,
-            )
-            rows.append(row)
-    return pa.Table.from_pylist(rows)
+        base = (*ident, method, kind, method_config(spec, method), seed, CODE_VERSION)
+        units = _units(method, cands, sample_digests, spec, base)
+        found: list[tuple[int, int, Row]] = []
+        todo: list[_Unit] = []
+        for unit in units:
+            if all(unit.keys[k] in pool for k in unit.required):
+                found += [(j, i, pool[key]) for (j, i), key in unit.keys.items() if key in pool]
+            else:
+                todo.append(unit)
+        reused += len(found)
+        if todo:
+            keys = {k: v for unit in todo for k, v in unit.keys.items()}
+            subset = [cands[j] for unit in todo for j in unit.members]
+            if method in MODEL_FREE:
+                fresh = _model_free_rows(method, subset)
+            else:
+                fresh = verify(method, engine, subset, spec, seed, kind)
+            for row in fresh:
+                j = position[row["sample_id"]]
+                row.update(seed=seed, verifier_digest=ident[0], generator_digest=generator_digest, engine=ident[1])
+                row["cache_key"] = keys[(j, row["verification_index"])]
+                found.append((j, row["verification_index"], row))
+            log.info("%s: %d candidates computed, %d rows reused", method, len(subset), reused)
+        rows += [r for _, _, r in sorted(found, key=lambda t: (t[0], t[1]))]
+    return pa.Table.from_pylist(rows), {"rows": len(rows), "reused": reused, "computed": len(rows) - reused}
 
 
 def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
@@ -68,22 +201,44 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         prompts: pa.Table,
         model: pa.Table,
         engines: EngineResource,
+        warehouse: WarehouseResource,
     ) -> dg.Output[pa.Table]:
         manifest = model.to_pylist()[0]
-        if spec.verifier is None:
-            engine = engines.get(manifest["path"], exp.spec.model)
-        else:
-            engine = engines.get(resolve_model(spec.verifier), spec.verifier)
+        source: EngineSource
+        if spec.verifier is None:  # the manifest's digest is that of the loaded weights: no model needed for keys
+            path, model_spec = manifest["path"], exp.spec.model
+            source = lambda: engines.get(path, model_spec)  # noqa: E731
+            ident = {"weight_digest": manifest["weight_digest"], "engine_name": model_spec.engine}
+        else:  # a cross-verifier has no manifest: its digest comes from loading it
+            source = engines.get(resolve_model(spec.verifier), spec.verifier)
+            ident = {}
         questions = dict(
             zip(prompts.column("prompt_id").to_pylist(), prompts.column("question").to_pylist(), strict=True)
         )
         cands = candidates(generations, questions)
-        table = verification_rows(exp, engine, cands, manifest["weight_digest"])
-        numbers: dict[str, float | int | str] = {"verifier_digest": engine.weight_digest}
+        stats: dict[str, int] = {}
+        table = verification_rows(
+            exp,
+            source,
+            cands,
+            manifest["weight_digest"],
+            previous_rows(warehouse.get(), "verifications", exp.name, r),
+            gen_keys=generation_keys(generations),
+            stats=stats,
+            **ident,
+        )
+        verifier = table.column("verifier_digest")[0].as_py() if table.num_rows else ident.get("weight_digest", "")
+        numbers: dict[str, float | int | str] = {
+            "verifier_digest": verifier,
+            "reused_rows": stats["reused"],
+            "computed_rows": stats["computed"],
+        }
         for method in spec.methods:
             ok = [r["ok"] for r in table.select(["method", "ok"]).to_pylist() if r["method"] == method]
             numbers[f"{method}_parse_failure_rate"] = 1 - sum(ok) / max(1, len(ok))
-        context.log.info(f"round {r}: {table.num_rows} verification rows")
+        context.log.info(
+            f"round {r}: {table.num_rows} verification rows ({stats['reused']} reused, {stats['computed']} computed)"
+        )
         return output(table, numbers, ["sample_id", "method", "raw", "score", "ok"])
 
     return verifications

@@ -1,0 +1,355 @@
+"""Caching and SQL benchmark, side by side in one run.
+
+    .venv/bin/python bench/caching.py [--size default] [--prompts 96] [--n 8] [--repeats 1] [--rows 10000000]
+
+(a) A fully cached rerun of one demo-sized round (experiments/demo.yaml: `--prompts` train prompts x
+    `--n` samples, cot_binary verification, quantile filter, gap, LoRA checkpoint) as a fraction of the
+    fresh round's time; the rerun must construct no engine (asserted).
+(b) Raising N from `--n` to 2x`--n` on a warehouse that holds the N-sample round, vs a fresh 2N run
+    (generations + verifications; both start with no engine loaded).
+(c) SQL aggregates (`selfimprove.sql.run_query`) over a synthetic generations table of `--rows` rows
+    written in the warehouse layout (10 round partitions, zstd Parquet).
+
+The toy model comes from `ensure_pretrained(size)` (the packaged checkpoint if any, else trained once
+into `--cache`). Every timed run gets a fresh SELFIMPROVE_HOME holding a copy of it, so no LoRA
+checkpoint of an earlier run is reused by the "fresh" round. Prints Markdown tables; `--json` saves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dagster as dg  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+
+import selfimprove.resources.engines as engines_mod  # noqa: E402
+from selfimprove.definitions import build_definitions  # noqa: E402
+from selfimprove.pipelines.spec import ExperimentSpec, parse_spec  # noqa: E402
+from selfimprove.resources.engines import EngineResource  # noqa: E402
+from selfimprove.resources.warehouse import Warehouse  # noqa: E402
+from selfimprove.sql import run_query  # noqa: E402
+from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
+
+NAME = "demo"
+ROUND_STAGES = ["generations", "verifications", "filtered", "gap", "checkpoint"]
+UPSTREAM = [dg.AssetKey([NAME, "base_model"]), dg.AssetKey([NAME, "prompts"])]
+
+counts = {"engines": 0, "generated": 0}
+_open_engine = engines_mod.open_engine
+
+
+class Counted:
+    """The real engine, counting the samples it is asked to generate."""
+
+    def __init__(self, engine: Any) -> None:
+        self.inner, self.engine_name, self.weight_digest = engine, engine.engine_name, engine.weight_digest
+
+    def generate(self, prompts: Any, n: int, *args: Any, **kwargs: Any) -> Any:
+        counts["generated"] += len(prompts) * n
+        return self.inner.generate(prompts, n, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def counting_open(path: Any, model: Any) -> Any:
+    counts["engines"] += 1
+    return Counted(_open_engine(path, model))
+
+
+engines_mod.open_engine = counting_open  # count engine constructions of every run
+
+
+def round_keys(stages: list[str]) -> list[dg.AssetKey]:
+    return [dg.AssetKey([NAME, "round_0", s]) for s in stages]
+
+
+def demo_spec(size: str, prompts: int, n: int) -> ExperimentSpec:
+    data = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
+    data["name"] = NAME
+    data["model"] = {**data["model"], "embedded": size}
+    data["task"] = {**data["task"], "train_prompts": prompts}
+    data["generation"] = {**data["generation"], "n": n}
+    data["rounds"] = 1
+    return parse_spec(data, "demo.yaml (bench)")
+
+
+class Home:
+    """A fresh SELFIMPROVE_HOME per timed run, holding a copy of the pretrained toy model."""
+
+    def __init__(self, work: Path, model: Path, size: str) -> None:
+        self.work, self.model, self.size, self.count = work, model, size, 0
+
+    def fresh(self) -> Path:
+        self.count += 1
+        home = self.work / f"home{self.count}"
+        shutil.copytree(self.model, home / "models" / "embedded" / f"toy-{self.size}-seed0")
+        os.environ["SELFIMPROVE_HOME"] = str(home)
+        return home
+
+
+def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey]) -> dict[str, Any]:
+    """Run the assets with no engine loaded beforehand; wall seconds, step seconds, engines constructed."""
+    EngineResource().release()
+    counts.update(engines=0, generated=0)
+    job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
+    job = job.get_subset(asset_selection=set(keys))
+    start, cpu = time.perf_counter(), time.process_time()
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert result.success
+    steps = {
+        e.step_key.split("__")[-1]: e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.is_step_success and e.step_key
+    }
+    meta = {
+        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items() if k != "preview"}
+        for e in result.get_asset_materialization_events()
+    }
+    EngineResource().release()
+    return {"seconds": seconds, "cpu_seconds": cpu, "steps": steps, **counts, "meta": meta}
+
+
+def part_a(args: argparse.Namespace, homes: Home, work: Path) -> tuple[dict[str, Any], Path]:
+    spec = demo_spec(args.size, args.prompts, args.n)
+    root = work / "wh_round"
+    homes.fresh()
+    materialize(spec, root, UPSTREAM)
+    fresh = materialize(spec, root, round_keys(ROUND_STAGES))
+    snapshot = work / "wh_round_n"  # the N-sample round, for part (b)
+    shutil.copytree(root, snapshot)
+    cached = [materialize(spec, root, round_keys(ROUND_STAGES)) for _ in range(args.repeats)]
+    for run in cached:
+        assert run["engines"] == 0, f"a fully cached rerun constructed {run['engines']} engine(s)"
+    ver = cached[0]["meta"]["verifications"]
+    assert ver["computed_rows"] == 0, ver
+    return {"fresh": fresh, "cached": cached}, snapshot
+
+
+def part_b(args: argparse.Namespace, homes: Home, work: Path, snapshot: Path) -> dict[str, Any]:
+    spec2 = demo_spec(args.size, args.prompts, 2 * args.n)
+    keys = round_keys(["generations", "verifications"])
+    out: dict[str, list] = {"incremental": [], "fresh": []}
+    for i in range(args.repeats):  # interleaved: fresh first on even repeats, incremental first on odd ones
+        homes.fresh()
+        fresh_root, inc_root = work / f"wh_fresh2n_{i}", work / f"wh_inc_{i}"
+        materialize(spec2, fresh_root, UPSTREAM)
+        shutil.copytree(snapshot, inc_root)
+        for label in ("fresh", "incremental") if i % 2 == 0 else ("incremental", "fresh"):
+            out[label].append(materialize(spec2, fresh_root if label == "fresh" else inc_root, keys))
+        a = Warehouse(fresh_root).read("generations", NAME, 0).num_rows
+        b = Warehouse(inc_root).read("generations", NAME, 0).num_rows
+        assert a == b == args.prompts * 2 * args.n, (a, b)
+    return out
+
+
+def synthesize(root: Path, rows: int, parts: int = 10, n: int = 16, seed: int = 0) -> float:
+    """A generations table of `rows` rows in the warehouse layout (experiment=synthetic, round=0..parts-1)."""
+    rng = np.random.default_rng(seed)
+    wh = Warehouse(root)
+    completions = pa.array([f"{a} + {b} = {a + b}. The answer is {a + b}." for a, b in rng.integers(0, 999, (5000, 2))])
+    start = time.perf_counter()
+    for r in range(parts):
+        m = rows // parts + (1 if r < rows % parts else 0)
+        idx = np.arange(m)
+        pid, i = idx // n, idx % n
+        prompt_ids = pa.array([f"p{p:07d}" for p in range(int(pid[-1]) + 1)])
+        prompts = pa.array([f"Q: What is {p % 997} + {p % 991}?\nA:" for p in range(int(pid[-1]) + 1)])
+        comp = rng.integers(0, len(completions), m)
+        table = pa.table(
+            {
+                "sample_id": pa.array([f"synthetic/r{r}/p{p:07d}/{j}" for p, j in zip(pid, i, strict=True)]),
+                "prompt_id": prompt_ids.take(pa.array(pid)),
+                "sample_index": pa.array(i, pa.int64()),
+                "prompt": prompts.take(pa.array(pid)),
+                "completion": completions.take(pa.array(comp)),
+                "answer": pa.array((comp % 1000).astype(str)),
+                "correct": pa.array(rng.random(m) < 0.3 + 0.05 * r),
+                "num_tokens": pa.array(rng.integers(5, 96, m), pa.int64()),
+                "finish_reason": pa.array(np.where(rng.random(m) < 0.9, "stop", "length")),
+                "temperature": pa.array(np.full(m, 0.8)),
+                "top_p": pa.array(np.full(m, 1.0)),
+                "max_new_tokens": pa.array(np.full(m, 96), pa.int64()),
+                "sample_seed": pa.array(rng.integers(0, 2**62, m), pa.int64()),
+                "engine": pa.array(["transformers"] * m),
+                "weight_digest": pa.array([f"{r:032x}"] * m),
+                "seed": pa.array(np.zeros(m, np.int64)),
+                "model_path": pa.array([f"/models/round_{r}"] * m),
+                "cache_key": pa.array([f"{x:024x}" for x in rng.integers(0, 2**62, m)]),
+            }
+        )
+        wh.write("generations", table, "synthetic", r)
+    return time.perf_counter() - start
+
+
+QUERIES = {
+    "accuracy per round": (
+        "SELECT experiment, round, count(*) AS n, avg(correct::INT) AS acc, avg(num_tokens) AS tokens "
+        "FROM generations GROUP BY ALL ORDER BY round"
+    ),
+    "pass@n per round": (
+        "SELECT round, avg(p) AS pass_at_n, count(*) AS prompts FROM "
+        "(SELECT round, prompt_id, max(correct::INT) AS p FROM generations GROUP BY ALL) GROUP BY round ORDER BY round"
+    ),
+}
+
+
+def part_c(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    root = work / "wh_sql"
+    write_s = synthesize(root, args.rows)
+    size = sum(f.stat().st_size for f in (root / "generations").rglob("*.parquet"))
+    out: dict[str, Any] = {"rows": args.rows, "write_seconds": write_s, "bytes": size, "queries": {}}
+    total = run_query(root, "SELECT count(*) AS n FROM generations").column("n")[0].as_py()
+    assert total == args.rows, total
+    for name, sql in QUERIES.items():
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            table = run_query(root, sql)
+            times.append(time.perf_counter() - start)
+        if "n" in table.column_names:
+            assert sum(table.column("n").to_pylist()) == args.rows
+        out["queries"][name] = {"sql": sql, "seconds": times, "result_rows": table.num_rows}
+    return out
+
+
+def fmt(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: dict) -> str:
+    med: Callable[[list[dict]], float] = lambda runs: statistics.median(r["seconds"] for r in runs)  # noqa: E731
+    cpu_med: Callable[[list[dict]], float] = lambda runs: statistics.median(r["cpu_seconds"] for r in runs)  # noqa: E731
+    lines = [f"Environment: {env}", ""]
+    fresh, cached = a["fresh"], a["cached"]
+    gv = ("generations", "verifications")
+    fresh_gv = sum(fresh["steps"][s] for s in gv)
+    cached_gv = statistics.median(sum(r["steps"][s] for s in gv) for r in cached)
+    lines += [
+        f"(a) one demo-sized round: {args.prompts} prompts x N={args.n}, toy `{args.size}` model, stages "
+        f"{', '.join(ROUND_STAGES)}",
+        "",
+        "| run | wall s | CPU s | generations s | verifications s | filtered+gap s | checkpoint s | engines |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, run in [("fresh", fresh)] + [(f"fully cached #{i + 1}", r) for i, r in enumerate(cached)]:
+        st = run["steps"]
+        lines.append(
+            f"| {label} | {fmt(run['seconds'])} | {fmt(run['cpu_seconds'])} | {fmt(st['generations'])} | "
+            f"{fmt(st['verifications'])} | {fmt(st['filtered'] + st['gap'])} | {fmt(st['checkpoint'])} | "
+            f"{run['engines']} |"
+        )
+    lines += [
+        "",
+        f"cached / fresh, whole round: **{med(cached) / fresh['seconds']:.2%}** wall, "
+        f"{cpu_med(cached) / fresh['cpu_seconds']:.2%} CPU; generations+verifications steps only: "
+        f"**{cached_gv / fresh_gv:.2%}**",
+        "",
+        f"(b) N {args.n} -> {2 * args.n} (generations + verifications, {args.prompts} prompts)",
+        "",
+        "| run | wall s (each) | CPU s (each) | generations s | verifications s | samples generated | ver. reused |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for label in ("fresh", "incremental"):
+        runs = b[label]
+        gen = statistics.median(r["steps"]["generations"] for r in runs)
+        ver = statistics.median(r["steps"]["verifications"] for r in runs)
+        m = runs[0]["meta"]
+        lines.append(
+            f"| {label} N={2 * args.n} | {', '.join(fmt(r['seconds']) for r in runs)} | "
+            f"{', '.join(fmt(r['cpu_seconds']) for r in runs)} | {fmt(gen)} | {fmt(ver)} | "
+            f"{runs[0]['generated']} | {m['verifications']['reused_rows']} |"
+        )
+    lines += [
+        "",
+        f"incremental / fresh (medians of {args.repeats}): **{med(b['incremental']) / med(b['fresh']):.2f}x** wall, "
+        f"**{cpu_med(b['incremental']) / cpu_med(b['fresh']):.2f}x** CPU; step columns are medians",
+    ]
+    if not c["rows"]:
+        return "\n".join([*lines, "", "(c) skipped (--skip-sql)"])
+    lines += [
+        "",
+        f"(c) SQL over {c['rows']:,} synthetic generation rows ({c['bytes'] / 1e6:.0f} MB zstd Parquet, "
+        f"10 partitions; written in {c['write_seconds']:.1f} s)",
+        "",
+        "| query | seconds (3 runs) | result rows |",
+        "|---|---|---:|",
+    ]
+    for name, q in c["queries"].items():
+        lines.append(f"| {name} | {', '.join(fmt(s) for s in q['seconds'])} | {q['result_rows']} |")
+    lines += ["", *[f"- {name}: `{q['sql']}`" for name, q in c["queries"].items()]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="default", help="toy model size (ensure_pretrained)")
+    ap.add_argument("--cache", default=str(ROOT / ".selfimprove" / "models" / "embedded"), help="pretrained cache")
+    ap.add_argument("--prompts", type=int, default=96, help="train prompts (demo: 96)")
+    ap.add_argument("--n", type=int, default=8, help="samples per prompt (demo: 8); (b) raises it to 2n")
+    ap.add_argument("--repeats", type=int, default=1, help="repeats of the cached rerun and of (b)")
+    ap.add_argument("--rows", type=int, default=10_000_000, help="synthetic generation rows for (c)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--workdir", default="", help="scratch folder (default: a temp folder, removed after)")
+    ap.add_argument("--json", default="", help="also save the raw numbers here")
+    ap.add_argument("--skip-sql", action="store_true")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = ensure_pretrained(args.size, args.cache)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-caching-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "model": str(model),
+    }
+    try:
+        homes = Home(work, model, args.size)
+        a, snapshot = part_a(args, homes, work)
+        print(
+            f"(a) fresh {a['fresh']['seconds']:.2f}s, cached {[round(r['seconds'], 2) for r in a['cached']]}",
+            flush=True,
+        )
+        b = part_b(args, homes, work, snapshot)
+        print(
+            f"(b) fresh {[round(r['seconds'], 2) for r in b['fresh']]}, incremental "
+            f"{[round(r['seconds'], 2) for r in b['incremental']]}",
+            flush=True,
+        )
+        c = part_c(args, work) if not args.skip_sql else {"rows": 0, "write_seconds": 0, "bytes": 0, "queries": {}}
+        text = report(args, a, b, c, env)
+        print(text)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"env": env, "a": a, "b": b, "c": c}, indent=1, default=str))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
