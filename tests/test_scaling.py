@@ -143,7 +143,7 @@ def test_repo_studies_load() -> None:
 
     (scaling,) = [s for s in study_specs() if s.name == "scaling"]
     labels = [m.label for m in scaling.members]
-    assert len(labels) >= 4 and {"xs", "s", "default", "l"} <= set(labels)
+    assert len(labels) >= 4 and {"xs", "s", "m", "default"} <= set(labels)
     assert scaling.spec.verdict.verifier == "cot_score"
     assert "cot_score" in scaling.members[0].spec.verification.methods
     assert (EXPERIMENTS_DIR / "studies" / "scaling.yaml").is_file()
@@ -155,10 +155,10 @@ def test_module_defs_serve_the_study_and_iterate() -> None:
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"scaling/scaling/relative_gap", "scaling/scaling/cross_verification"} <= keys
-    assert {"scaling_xs/round_0/gap", "scaling_l/base_model", "scaling_xs_by_l/round_0/verifications"} <= keys
-    assert "scaling_xs_by_l/round_0/generations" not in keys  # a cross cell reuses the generator's samples
+    assert {"scaling_xs/round_0/gap", "scaling_m/base_model", "scaling_xs_by_default/round_0/verifications"} <= keys
+    assert "scaling_xs_by_default/round_0/generations" not in keys  # a cross cell reuses the generator's samples
     assert "scaling_xs/round_0/checkpoint" not in keys  # members are measurements
-    assert {"iterate/report", "iterate/round_3/gap"} <= keys
+    assert {"iterate/report", "iterate/round_2/gap", "iterate/round_3/eval"} <= keys
     assert {"iterate_job", "scaling_study_job"} <= {j.name for j in defs.jobs}
     iterate = load_spec(EXPERIMENTS_DIR / "iterate.yaml")
     assert iterate.rounds >= 3 and iterate.model.embedded == "default"
