@@ -32,18 +32,14 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="selfimprove demo", description=__doc__)
-    parser.add_argument("--experiment", default="demo", help="experiment name (a file in experiments/)")
-    args = parser.parse_args(argv)
+def run_job(job_name: str) -> bool:
+    """Run one job of the code location in-process, in the project's DAGSTER_HOME, with progress logs."""
     home = ensure_dagster_home()
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    from selfimprove.assets.reports import markdown
     from selfimprove.definitions import defs, warehouse_root
-    from selfimprove.resources.warehouse import Warehouse
 
-    job = defs.resolve_job_def(f"{args.experiment}_job")
+    job = defs.resolve_job_def(job_name)
     print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
@@ -52,9 +48,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not result.success:
         print(f"{job.name} failed; see the run in the Dagster UI (make dev)", file=sys.stderr)
+        return False
+    print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selfimprove demo", description=__doc__)
+    parser.add_argument("--experiment", default="demo", help="experiment name (a file in experiments/)")
+    args = parser.parse_args(argv)
+    if not run_job(f"{args.experiment}_job"):
         return 1
+    from selfimprove.assets.reports import markdown
+    from selfimprove.definitions import warehouse_root
+    from selfimprove.resources.warehouse import Warehouse
+
     report = Warehouse(warehouse_root()).read("report", args.experiment).drop_columns(["experiment"])
-    print(f"\n{args.experiment}: per-round results ({time.perf_counter() - start:.0f} s)\n")
+    print(f"\n{args.experiment}: per-round results\n")
     print(markdown(report))
     print(
         f'\nQuery any stage with SQL, e.g.\n  selfimprove sql "SELECT round, avg(correct::INT) FROM generations '

@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import time
-import warnings
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selfimprove.pipelines.demo import ensure_dagster_home
+from selfimprove.pipelines.demo import run_job
 
 
 def _cross_grid(table: pa.Table, filter_kind: str) -> str:
@@ -82,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="selfimprove study", description=__doc__)
     parser.add_argument("name", help="a study (experiments/studies/*.yaml) or an experiment (experiments/*.yaml)")
     args = parser.parse_args(argv)
-    home = ensure_dagster_home()
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from selfimprove.definitions import defs, warehouse_root
 
     jobs = {j.name for j in defs.jobs}
@@ -93,16 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if job_name not in jobs:
         print(f"no study or experiment named {args.name!r}; jobs: {', '.join(sorted(jobs))}", file=sys.stderr)
         return 2
-    job = defs.resolve_job_def(job_name)
-    print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
-    start = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-        )
-    if not result.success:
-        print(f"{job.name} failed; see the run in the Dagster UI (make dev)", file=sys.stderr)
+    if not run_job(job_name):
         return 1
-    print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s")
     (print_study if study else print_experiment)(args.name, warehouse_root())
     return 0
