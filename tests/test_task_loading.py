@@ -292,3 +292,9 @@ def test_registry() -> None:
         assert isinstance(task, Task) and isinstance(task, BenchmarkTask) and task.name == name
     with pytest.raises(ValueError, match="unknown task"):
         get_task("imagenet")
+
+
+@pytest.mark.parametrize("name", ["math500", "nq_open", "sudoku4"])
+def test_eval_fraction_outside_0_1_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="eval_fraction must lie in"):
+        get_task(name, eval_fraction=1.5)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from selfimprove.tasks.base import Problem, TaskDataError
-from selfimprove.tasks.data import Split, dedupe, in_eval_split, read_rows, require_str, stable_id
+from selfimprove.tasks.data import Split, check_fraction, dedupe, hash_side, read_rows, require_str, stable_id
 from selfimprove.tasks.gsm8k import extract_number, format_number, parse_number
 from selfimprove.tasks.math import last_boxed, verify_many
 from selfimprove.tasks.nq import exact_match, f1_score
@@ -84,7 +84,7 @@ class CustomTask(FewShotTask):
         for key in ("instruction", "chat_instruction", "q_prefix", "a_prefix"):
             if key in spec:
                 setattr(self, key, str(spec[key]))
-        self.eval_fraction = float(spec.get("eval_fraction", 0.5))
+        self.eval_fraction = check_fraction(float(spec.get("eval_fraction", 0.5)))
         self.split_seed = int(spec.get("split_seed", 0))
         self.workers, self.timeout_s = int(spec.get("workers", 2)), float(spec.get("timeout_s", 5.0))
         self.timeouts = 0
@@ -148,11 +148,7 @@ class CustomTask(FewShotTask):
                 return self._read_file(self.path)
             train_ids = {p.prompt_id for p in self.problems("train")}
             return [p for p in self._read_file(self.eval_path) if p.prompt_id not in train_ids]
-        return [
-            p
-            for p in self._read_file(self.path)
-            if in_eval_split(p.prompt_id, self.split_seed, self.eval_fraction) == (side == "eval")
-        ]
+        return hash_side(self._read_file(self.path), side, self.split_seed, self.eval_fraction)
 
     def shot_answer(self, problem: Problem) -> str:
         return str(problem.meta.get("solution") or problem.reference).strip()

@@ -57,6 +57,18 @@ def in_eval_split(prompt_id: str, split_seed: int, eval_fraction: float) -> bool
     return unit_interval("split", split_seed, prompt_id) < eval_fraction
 
 
+def check_fraction(eval_fraction: float) -> float:
+    """`eval_fraction` if it lies in [0, 1]; a clear error otherwise."""
+    if not 0.0 <= eval_fraction <= 1.0:
+        raise ValueError(f"eval_fraction must lie in [0, 1], got {eval_fraction}")
+    return eval_fraction
+
+
+def hash_side(problems: Sequence[Problem], side: str, split_seed: int, eval_fraction: float) -> list[Problem]:
+    """The problems of one file that fall on `side` ("train" or "eval") of the seeded hash split."""
+    return [p for p in problems if in_eval_split(p.prompt_id, split_seed, eval_fraction) == (side == "eval")]
+
+
 def seeded_sample(problems: Sequence[Problem], n: int, seed: int) -> list[Problem]:
     """`n` problems in a seeded order; the first `n` for a seed are a prefix of the first `n + 1`."""
     if n < 0:

@@ -18,9 +18,10 @@ from typing import Any
 from selfimprove.tasks.base import Problem, TaskDataError
 from selfimprove.tasks.data import (
     Split,
+    check_fraction,
     datasets_dir,
     dedupe,
-    in_eval_split,
+    hash_side,
     read_rows,
     require_str,
     stable_id,
@@ -187,10 +188,8 @@ class MathTask(FewShotTask):
         timeout_s: float = 5.0,
     ) -> None:
         super().__init__(shots=shots, style=style, tokenizer=tokenizer, shot_seed=shot_seed)
-        if not 0.0 <= eval_fraction <= 1.0:
-            raise ValueError(f"eval_fraction must lie in [0, 1], got {eval_fraction}")
         self.path = path or datasets_dir() / "math500" / "test.jsonl"
-        self.eval_fraction, self.split_seed = eval_fraction, split_seed
+        self.eval_fraction, self.split_seed = check_fraction(eval_fraction), split_seed
         self.max_shot_chars, self.workers, self.timeout_s = max_shot_chars, workers, timeout_s
         self.timeouts = 0
         self.errors = 0
@@ -211,11 +210,7 @@ class MathTask(FewShotTask):
         return dedupe(problems)
 
     def _read_side(self, side: Split) -> list[Problem]:
-        return [
-            p
-            for p in self._read_all()
-            if in_eval_split(p.prompt_id, self.split_seed, self.eval_fraction) == (side == "eval")
-        ]
+        return hash_side(self._read_all(), side, self.split_seed, self.eval_fraction)
 
     def shot_ok(self, problem: Problem) -> bool:
         sol = problem.meta.get("solution", "")

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.tasks.base import Problem, TaskDataError
-from selfimprove.tasks.data import Split, datasets_dir, dedupe, in_eval_split, read_rows, require_str, stable_id
+from selfimprove.tasks.data import (
+    Split,
+    check_fraction,
+    datasets_dir,
+    dedupe,
+    hash_side,
+    read_rows,
+    require_str,
+    stable_id,
+)
 from selfimprove.tasks.prompts import FewShotTask
 
 _PUNCT = set(string.punctuation)
@@ -128,10 +137,8 @@ class NQOpenTask(FewShotTask):
         shot_seed: int = 0,
     ) -> None:
         super().__init__(shots=shots, style=style, tokenizer=tokenizer, shot_seed=shot_seed)
-        if not 0.0 <= eval_fraction <= 1.0:
-            raise ValueError(f"eval_fraction must lie in [0, 1], got {eval_fraction}")
         self.path = path or datasets_dir() / "nq_open" / "dev.jsonl"
-        self.eval_fraction, self.split_seed = eval_fraction, split_seed
+        self.eval_fraction, self.split_seed = check_fraction(eval_fraction), split_seed
 
     def _read_all(self) -> list[Problem]:
         problems = []
@@ -159,11 +166,7 @@ class NQOpenTask(FewShotTask):
         return dedupe(problems)
 
     def _read_side(self, side: Split) -> list[Problem]:
-        return [
-            p
-            for p in self._read_all()
-            if in_eval_split(p.prompt_id, self.split_seed, self.eval_fraction) == (side == "eval")
-        ]
+        return hash_side(self._read_all(), side, self.split_seed, self.eval_fraction)
 
     def question_text(self, problem: Problem) -> str:
         q = problem.question.strip()

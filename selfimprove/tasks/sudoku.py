@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from selfimprove.tasks.base import Problem
-from selfimprove.tasks.data import Split, normalize_split, stable_id, unit_interval
+from selfimprove.tasks.data import Split, check_fraction, in_eval_split, normalize_split, stable_id
 from selfimprove.tasks.prompts import FewShotTask
 
 Grid = tuple[int, ...]
@@ -181,7 +181,7 @@ class Sudoku4Task(FewShotTask):
         if not 0 <= lo <= hi <= N * N - 4:
             raise ValueError(f"blanks must lie in [0, 12], got {blanks}")
         self.blanks = (lo, hi)
-        self.eval_fraction, self.split_seed = eval_fraction, split_seed
+        self.eval_fraction, self.split_seed = check_fraction(eval_fraction), split_seed
 
     def _problem(self, puzzle: Grid, solution: Grid) -> Problem:
         text = grid_text(puzzle)
@@ -194,7 +194,7 @@ class Sudoku4Task(FewShotTask):
         )
 
     def _side_of(self, problem: Problem) -> Split:
-        return "eval" if unit_interval("split", self.split_seed, problem.prompt_id) < self.eval_fraction else "train"
+        return "eval" if in_eval_split(problem.prompt_id, self.split_seed, self.eval_fraction) else "train"
 
     def generate(self, n: int, seed: int, split: str = "train") -> list[Problem]:
         """`n` distinct puzzles of one side, deterministic for `seed`."""
