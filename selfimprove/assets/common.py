@@ -21,16 +21,6 @@ def state_dir() -> Path:
     return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
 
 
-def get_task(name: str, options: dict[str, Any]) -> Task:
-    if name == "arithmetic":
-        from selfimprove.tasks.arithmetic import ArithmeticTask
-
-        return ArithmeticTask(**options)  # type: ignore[arg-type]
-    from selfimprove.tasks.registry import get_task as get_benchmark  # type: ignore[import-not-found]
-
-    return get_benchmark(name, **options)  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True)
 class Experiment:
     """An experiment spec seen from the asset graph."""
@@ -53,7 +43,9 @@ class Experiment:
 
     @cached_property
     def task(self) -> Task:
-        return get_task(self.spec.task.name, dict(self.spec.task.options))
+        from selfimprove.tasks.registry import get_task
+
+        return get_task(self.spec.task.name, **self.spec.task.options)
 
     @property
     def embedded(self) -> bool:
