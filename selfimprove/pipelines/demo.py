@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.experiment}: per-round results\n")
     print(markdown(report))
     print(
-        f'\nQuery any stage with SQL, e.g.\n  selfimprove sql "SELECT round, avg(correct::INT) FROM generations '
+        f'\nQuery any stage with SQL, e.g.\n  {sys.argv[0]} sql "SELECT round, avg(correct::INT) FROM generations '
         f"WHERE experiment='{args.experiment}' GROUP BY round ORDER BY round\""
     )
     return 0
