@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from selfimprove.toy.evaluate import METHODS, evaluate
+from selfimprove.toy.evaluate import DEFAULT_METHOD, METHODS, evaluate
 from selfimprove.toy.pretrain import META_FILE, ensure_pretrained
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--method", default="cot_binary")
+    p.add_argument("--method", default=DEFAULT_METHOD)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)

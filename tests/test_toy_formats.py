@@ -10,14 +10,20 @@ Q = "x*7+3=2775"
 
 
 def test_check_targets() -> None:
-    assert f.cot_binary_target(Q, "396") == " 6*7+3=45 9*7+4=67 3*7+6=27 =2775|2775 ✓"
-    assert f.cot_binary_target(Q, "397") == " 7*7+3=52 9*7+5=68 3*7+6=27 =2782|2775 ✗"
-    assert f.cot_binary_target(Q, None) == " ? ✗"
-    assert f.cot_score_target(Q, "397").endswith("=2782|2775 s=3")
-    assert f.mc_prompt(Q, "396") == "x*7+3=2775\nx=396\nok?"
+    # the check re-solves by division; after each step, the candidate's digit at that position and a mark
+    assert f.cot_binary_prompt(Q, "396") == "x*7+3=2775\nx=0396\ncheck:"  # aligned with c's digits
+    assert f.cot_binary_target(Q, "396") == " 02/7=0r2:0✓ 27/7=3r6:3✓ 67/7=9r4:9✓ 45/7=6r3:6✓ ✓"
+    assert f.cot_binary_target(Q, "397") == " 02/7=0r2:0✓ 27/7=3r6:3✓ 67/7=9r4:9✓ 45/7=6r3:7✗ ✗"
+    assert f.cot_binary_target(Q, None) == " 02/7=0r2:?✗ 27/7=3r6:?✗ 67/7=9r4:?✗ 45/7=6r3:?✗ ✗"
+    assert f.cot_binary_target(Q, "12345").endswith("45/7=6r3:-✗ ✗")  # longer than c: cannot be x
+    assert f.cot_binary_prompt(Q, "12345") == "x*7+3=2775\nx=12345\ncheck:"
+    assert f.cot_binary_target("x*3+1=7", "2") == " 07/3=2r1:2✓ ✓"
+    assert f.cot_score_target(Q, "397").endswith("45/7=6r3:7✗ s=4")
+    assert f.mc_prompt(Q, "396") == "x*7+3=2775\nx=0396\nok?"
     assert (f.mc_target(Q, "396"), f.mc_target(Q, "397"), f.mc_target(Q, None)) == ("✓", "✗", "✗")
-    assert f.tournament_target(Q, "397", "396").endswith("\n=>B")
-    assert f.tournament_target(Q, "396", "396").endswith("\n=>A")  # ties go to A
+    assert f.tournament_prompt(Q, "397", None) == "x*7+3=2775\nA:x=0397\nB:x=?\nvs:"
+    assert f.tournament_target(Q, "397", "396") == " 02/7=0r2:0✓0✓ 27/7=3r6:3✓3✓ 67/7=9r4:9✓9✓ 45/7=6r3:7✗6✓ =>B"
+    assert f.tournament_target(Q, "396", "396").endswith(" =>A")  # ties go to A
 
 
 def test_targets_parse_back() -> None:
@@ -27,9 +33,16 @@ def test_targets_parse_back() -> None:
     assert f.parse_tournament(f.tournament_target(Q, "1", "396")) == 1
 
 
-@pytest.mark.parametrize(("value", "c", "score"), [(2775, 2775, 10), (2782, 2775, 3), (2875, 2775, 2), (12, 2775, 1)])
-def test_closeness_scale(value: int, c: int, score: int) -> None:
-    assert f.closeness(value, c) == score
+@pytest.mark.parametrize(("marks", "score"), [("✓✓✓✓", 10), ("✓✓✓✗", 4), ("✗✗✗✗", 1), ("✓" * 11 + "✗", 9)])
+def test_match_score_scale(marks: str, score: int) -> None:
+    assert f.match_score(marks) == score
+
+
+@pytest.mark.parametrize(
+    ("cand", "width", "digits"), [("396", 4, "0396"), ("7", 1, "7"), (None, 2, "??"), ("123", 2, "--")]
+)
+def test_aligned(cand: str | None, width: int, digits: str) -> None:
+    assert f.aligned(cand, width) == digits
 
 
 ADVERSARIAL = ["", " ", "✓✗", "s=", "=>", "\x00", "🙂" * 50, "s=١٠", "=>C", None, 12]
@@ -47,6 +60,9 @@ def test_parse_cot_binary() -> None:
     assert f.parse_cot_binary("ok ✗ ✗") == 0.0
     assert f.parse_cot_binary(" 6*7+3=45 =27") is None  # truncated, no verdict
     assert f.parse_cot_binary("✓ then ✗") is None  # conflicting
+    assert f.parse_cot_binary(" 02/7=0r2:0✓ 27/7=3r6:3✗") is None  # digit marks are not a verdict
+    assert f.parse_cot_binary(" 02/7=0r2:0✓ 27/7=3r6:3✗ ✗") == 0.0
+    assert f.parse_cot_binary(" 07/3=2r1:2✓ ✓\n") == 1.0
 
 
 def test_parse_cot_score() -> None:

@@ -145,3 +145,31 @@ def test_and_ensemble_selection_hand_case() -> None:
     assert np.isclose(out.column("score").to_pylist()[0], (0.8 + 0.9) / 2)
     alone = filtered_rows(gens, ver, ["mc"], f, "neutral")
     assert alone.column("sample_id").to_pylist() == ["s0", "s1"]
+
+
+def test_identical_check_prompts_share_one_generation(micro_model: object) -> None:
+    """Candidates with the same answer to the same question get their checks from one generation, and
+    the rows equal generating every candidate's checks one by one (sampled, k=2, so this is not trivial)."""
+    from selfimprove.pipelines.spec import VerificationSpec
+    from selfimprove.resources.transformers_engine import TransformersEngine
+    from selfimprove.verification.prompts import EmbeddedPrompts
+    from selfimprove.verification.sampled import verify_sampled
+
+    engine = TransformersEngine.from_path(micro_model)
+    seen: list[list[str]] = []
+    generate = engine.generate
+
+    def counting_generate(prompts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(list(prompts))
+        return generate(prompts, *args, **kwargs)
+
+    engine.generate = counting_generate  # type: ignore[method-assign]
+    q = "x*7+3=45"
+    cands = [Candidate(f"s{i}", "p1", q, "", ans, ans == "6") for i, ans in enumerate(["6", "5", "6", None, "6"])]
+    spec = VerificationSpec(methods=["cot_binary"], k=2, temperature=1.0, max_new_tokens=30)
+    rows = verify_sampled("cot_binary", engine, cands, spec, 3, EmbeddedPrompts())
+    assert len(seen) == 1 and len(seen[0]) == 3  # "6", "5" and no answer
+    one_by_one = [verify_sampled("cot_binary", engine, [c], spec, 3, EmbeddedPrompts()) for c in cands]
+    assert rows == [r for rs in one_by_one for r in rs]
+    assert [r["sample_id"] for r in rows] == ["s0", "s0", "s1", "s1", "s2", "s2", "s3", "s3", "s4", "s4"]
+    engine.close()

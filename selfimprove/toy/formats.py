@@ -9,14 +9,17 @@ Generation (solving) is written long division of c by a, one fixed-width step pe
     02/7=0r2 27/7=3r6 67/7=9r4 45/7=6r3\\n <- (remainder*10+digit)/a=quotient digit r new remainder
     x=396                                 <- quotient digits without leading zeros
 
-Verification (checking) uses a *different* computation: multiply the candidate back with written
-carries (the initial carry is b), then compare with c. Checks see the candidate's final answer only
-("x=?" when the sample has none). Four formats:
+Verification (checking) re-solves and compares digit by digit. Checks see the candidate's final answer
+only, zero-padded to the width of c so that its digit j sits under quotient digit j ("x=?" when the
+sample has none). The check writes its own division; after each step comes the candidate's digit at
+that position and a mark, ✓ if it equals the quotient digit just written, else ✗. Comparing one digit
+with the one 4 characters back is a skill a tiny model learns; comparing whole digit strings at the end
+was not (docs/results_toy.md). Four formats:
 
-- MC:          "x*7+3=2775\\nx=396\\nok?" -> one verdict token, MC_CORRECT or MC_INCORRECT.
-- CoT-Binary:  "...\\ncheck:" -> " 6*7+3=45 9*7+4=67 3*7+6=27 =2775|2775 ✓"
-- CoT-Score:   "...\\nscore:" -> " 6*7+3=45 ... =2775|2775 s=10"   (closeness score, see `closeness`)
-- Tournament:  "x*7+3=2775\\nA:x=396\\nB:x=397\\nvs:" -> " A 6*7+3=45 ... =2775|2775\\nB ... =>A"
+- MC:          "x*7+3=2775\\nx=0396\\nok?" -> one verdict token, MC_CORRECT or MC_INCORRECT.
+- CoT-Binary:  "...\\ncheck:" -> " 02/7=0r2:0✓ 27/7=3r6:3✓ 67/7=9r4:9✓ 45/7=6r3:6✓ ✓"  (✓ iff all marks are)
+- CoT-Score:   "...\\nscore:" -> " 02/7=0r2:0✓ ... 45/7=6r3:7✗ s=4"   (see `match_score`)
+- Tournament:  "x*7+3=2775\\nA:x=0397\\nB:x=0396\\nvs:" -> " 02/7=0r2:0✓0✓ ... 45/7=6r3:7✗6✓ =>B"
 
 Parsers return None on unparseable text and never raise.
 """
@@ -101,42 +104,49 @@ def _solve(a: int, b: int, c: int, w: _Slip) -> str:
 # --------------------------------------------------------------------------- checking
 
 
-def multiply_steps(cand: str, a: int, b: int) -> tuple[str, int]:
-    """Written multiplication cand*a+b from the right, carry starting at b: (steps, value)."""
-    carry, steps = b, []
-    for ch in reversed(cand):
-        v = int(ch) * a + carry
-        steps.append(f"{ch}*{a}+{carry}={v:02d}")
-        carry = v // 10
-    return " ".join(steps), int(cand) * a + b
-
-
-def closeness(value: int, c: int) -> int:
-    """CoT-Score scale: 10 if value == c, else 1 + (leading digits shared with c), at most 9.
-    More shared leading digits means a smaller relative error."""
-    if value == c:
-        return 10
-    s, t = str(value), str(c)
-    if len(s) != len(t):
-        return 1
-    k = next(i for i in range(len(s)) if s[i] != t[i])
-    return 1 + min(8, k)
-
-
-def _check_body(cand: str | None, a: int, b: int, c: int) -> tuple[str, int]:
-    """' <steps> =<value>|<c>' and the closeness score; ' ?' (score 1) for a missing answer."""
+def aligned(cand: str | None, width: int) -> str:
+    """A candidate's digits aligned with the quotient digits of the division: zero-padded to `width`
+    (the number of digits of c); `?` digits for a missing answer, `-` digits for one too long to be x."""
     if cand is None:
-        return f" {NO_ANSWER}", 1
-    steps, value = multiply_steps(cand, a, b)
-    return f" {steps} ={value}|{c}", closeness(value, c)
+        return NO_ANSWER * width
+    padded = cand.zfill(width)
+    return padded if len(padded) == width else "-" * width
 
 
-def _candidate(cand: str | None) -> str:
-    return NO_ANSWER if cand is None else cand
+def match_score(marks: str) -> int:
+    """CoT-Score scale: 10 if every digit matches, else 1 + the number of matching digits (at most 9)."""
+    n = marks.count(MC_CORRECT)
+    return 10 if n == len(marks) else 1 + min(8, n)
+
+
+def _marked_division(cands: list[str | None], a: int, b: int, c: int) -> tuple[str, list[int]]:
+    """' <step>:<digit><mark> ...': the check's own division, each step followed by each candidate's
+    digit at that position and its mark (✓ equal to the quotient digit just written, else ✗); and each
+    candidate's `match_score`."""
+    steps = solution(a, b, c).split("\n", 1)[0].split(" ")
+    digits = [aligned(cand, len(steps)) for cand in cands]
+    marks = [
+        "".join(MC_CORRECT if d == step[5] else MC_INCORRECT for d, step in zip(ds, steps, strict=True))
+        for ds in digits
+    ]
+    body = " ".join(
+        step + ":" + "".join(ds[j] + ms[j] for ds, ms in zip(digits, marks, strict=True))
+        for j, step in enumerate(steps)
+    )
+    return f" {body}", [match_score(m) for m in marks]
+
+
+def _candidate(q: str, cand: str | None) -> str:
+    """How prompts show a candidate answer: aligned with c's digits (see `aligned`); as-is if longer, or
+    if `q` is not an arithmetic question (the embedded formats also serve other tasks' plumbing tests)."""
+    if cand is None:
+        return NO_ANSWER
+    m = _QUESTION.fullmatch(q.strip())
+    return cand.zfill(len(m[3])) if m else cand
 
 
 def mc_prompt(q: str, cand: str | None) -> str:
-    return f"{q}\nx={_candidate(cand)}\nok?"
+    return f"{q}\nx={_candidate(q, cand)}\nok?"
 
 
 def mc_target(q: str, cand: str | None) -> str:
@@ -145,49 +155,50 @@ def mc_target(q: str, cand: str | None) -> str:
 
 
 def cot_binary_prompt(q: str, cand: str | None) -> str:
-    return f"{q}\nx={_candidate(cand)}\ncheck:"
+    return f"{q}\nx={_candidate(q, cand)}\ncheck:"
 
 
 def cot_binary_target(q: str, cand: str | None) -> str:
-    body, score = _check_body(cand, *parse_question(q))
+    body, (score,) = _marked_division([cand], *parse_question(q))
     return f"{body} {MC_CORRECT if score == 10 else MC_INCORRECT}"
 
 
 def cot_score_prompt(q: str, cand: str | None) -> str:
-    return f"{q}\nx={_candidate(cand)}\nscore:"
+    return f"{q}\nx={_candidate(q, cand)}\nscore:"
 
 
 def cot_score_target(q: str, cand: str | None) -> str:
-    body, score = _check_body(cand, *parse_question(q))
+    body, (score,) = _marked_division([cand], *parse_question(q))
     return f"{body} s={score}"
 
 
 def tournament_prompt(q: str, cand_a: str | None, cand_b: str | None) -> str:
-    return f"{q}\nA:x={_candidate(cand_a)}\nB:x={_candidate(cand_b)}\nvs:"
+    return f"{q}\nA:x={_candidate(q, cand_a)}\nB:x={_candidate(q, cand_b)}\nvs:"
 
 
 def tournament_target(q: str, cand_a: str | None, cand_b: str | None) -> str:
-    """Both checks, then the winner: the closer candidate (CoT-Score scale); ties go to A."""
-    abc = parse_question(q)
-    body_a, score_a = _check_body(cand_a, *abc)
-    body_b, score_b = _check_body(cand_b, *abc)
-    return f" A{body_a}\nB{body_b}\n=>{'B' if score_b > score_a else 'A'}"
+    """One division marking A's then B's digit at each step, then the winner: more matching digits;
+    ties go to A."""
+    body, (score_a, score_b) = _marked_division([cand_a, cand_b], *parse_question(q))
+    return f"{body} =>{'B' if score_b > score_a else 'A'}"
 
 
 # --------------------------------------------------------------------------- parsers (never raise)
 
+_VERDICT = re.compile(rf"(?<!\S)([{MC_CORRECT}{MC_INCORRECT}])(?!\S)")
 _SCORE = re.compile(r"(?<![\w=])s=([0-9]+)")
 _WINNER = re.compile(r"=>([AB])(?![\w])")
 
 
 def parse_cot_binary(text: str) -> float | None:
-    """1.0 for a correct verdict, 0.0 for incorrect; None if there is none or both appear."""
+    """1.0 for a correct verdict, 0.0 for incorrect; None if there is none or both appear. The
+    verdict is a free-standing symbol: runs of digit marks such as `✓✓✗✓` are not verdicts."""
     if not isinstance(text, str):
         return None
-    yes, no = MC_CORRECT in text, MC_INCORRECT in text
-    if yes == no:
+    found = set(_VERDICT.findall(text))
+    if len(found) != 1:
         return None
-    return 1.0 if yes else 0.0
+    return 1.0 if found == {MC_CORRECT} else 0.0
 
 
 def parse_cot_score(text: str) -> int | None:
