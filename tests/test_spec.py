@@ -29,7 +29,7 @@ def test_demo_yaml_loads() -> None:
     assert spec.task.name == "arithmetic"
     assert (spec.task.train_prompts, spec.task.eval_prompts) == (96, 200)
     assert spec.generation.n == 8 and spec.generation.temperature == 0.8
-    assert spec.verification.methods == ["cot_score"]
+    assert spec.verification.methods == ["cot_binary"]
     assert spec.filter.kind == "quantile" and spec.filter.alpha == 0.5
     assert spec.distill.mode == "continue"
     assert spec.rounds == 3 and spec.seed == 0

@@ -1,7 +1,8 @@
-"""The embedded synthetic task: find x in `x*a+b=c`, solved by long division, checked by multiplying.
+"""The embedded synthetic task: find x in `x*a+b=c`, solved by written long division.
 
-Checking (multiply back with carries) is a different and cheaper computation than solving (long
-division), so a tiny model's self-check need not share the generator's blind spots. Problems are
+The embedded model checks a candidate by re-solving greedily and marking each of the candidate's digits
+against its own quotient digits (`selfimprove.toy.formats`): a greedy re-solve is more accurate than a
+sample, so the check catches the slips that sampling introduced. Problems are
 drawn from a seeded RNG; a problem's split is decided by a hash of its text, so train and eval never
 share a problem and the pretraining corpus (train split only) never sees an eval problem.
 """

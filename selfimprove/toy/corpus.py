@@ -16,10 +16,9 @@ from selfimprove.tasks.base import Problem
 from selfimprove.toy import formats
 
 # document kind -> share of the corpus
-MIX: dict[str, float] = {"gen": 0.30, "cot_binary": 0.40, "cot_score": 0.10, "mc": 0.08, "tournament": 0.12}
+MIX: dict[str, float] = {"gen": 0.38, "cot_binary": 0.34, "cot_score": 0.10, "mc": 0.06, "tournament": 0.12}
 P_CORRECT = 0.40  # share of correct candidates in check documents
-P_RANDOM = 0.30  # share of random same-length candidates: their products rarely share c's digits,
-# which punishes the shortcut of copying c into the check instead of multiplying
+P_RANDOM = 0.30  # share of random same-length candidates: several wrong digits each, so marks see both kinds
 P_NO_ANSWER = 0.02  # share of "x=?" candidates
 
 

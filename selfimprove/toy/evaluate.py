@@ -27,7 +27,7 @@ from selfimprove.tasks.arithmetic import ArithmeticTask
 from selfimprove.toy import formats
 
 METHODS = ("mc", "cot_binary", "cot_score", "tournament")
-DEFAULT_METHOD = "cot_score"
+DEFAULT_METHOD = "cot_binary"
 GEN_TOKENS, CHECK_TOKENS, TOURNAMENT_TOKENS = 96, 96, 192
 
 

@@ -29,7 +29,7 @@ SIZES: dict[str, ToySize] = {
     "xs": ToySize(hidden=64, layers=2, heads=4, intermediate=192, steps=300),
     "s": ToySize(hidden=96, layers=3, heads=4, intermediate=256, steps=600),
     "m": ToySize(hidden=112, layers=4, heads=4, intermediate=384, steps=900),
-    "default": ToySize(hidden=128, layers=4, heads=4, intermediate=512, steps=1200),
+    "default": ToySize(hidden=128, layers=4, heads=4, intermediate=512, steps=1400),
     "l": ToySize(hidden=160, layers=5, heads=5, intermediate=640, steps=1000),
 }
 
