@@ -8,7 +8,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from selfimprove.toy.pretrain import META_FILE, PACKAGED, ensure_pretrained
+from selfimprove.toy.pretrain import META_FILE, PACKAGED, ensure_pretrained, training_data_digest
 
 DEFAULT = PACKAGED / "default"
 pytestmark = pytest.mark.skipif(not (DEFAULT / "digests.json").is_file(), reason="no committed checkpoint")
@@ -30,6 +30,13 @@ def test_loads_and_is_the_default(tmp_path: object) -> None:
     assert sum(p.numel() for p in model.parameters()) == meta["n_params"]
     assert tok.eos_token_id == model.config.eos_token_id
     assert ensure_pretrained("default", tmp_path) == DEFAULT  # reused, never retrained
+
+
+def test_trained_on_what_the_corpus_code_produces_today() -> None:
+    """The packaged weights came from this repo's pretraining on today's corpus: a change to the corpus or
+    the formats without retraining the checkpoint fails here."""
+    meta = json.loads((DEFAULT / META_FILE).read_text())
+    assert meta["data_sha256"] == training_data_digest("default", seed=0)
 
 
 def test_packaged_default_checks_its_own_samples() -> None:

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from selfimprove.toy.model import SIZES, build_model, n_params
-from selfimprove.toy.pretrain import META_FILE, ensure_pretrained, pretrain
+from selfimprove.toy.pretrain import META_FILE, ensure_pretrained, pretrain, training_data_digest
 
 
 def _digest(path: Path) -> str:
@@ -25,6 +25,7 @@ def test_micro_is_deterministic_and_loads(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "a" / META_FILE).read_text())
     assert saved == meta and meta["size"] == "micro" and meta["seed"] == 0
     assert meta["flops"] == 6 * meta["n_params"] * meta["tokens_seen"] > 0
+    assert meta["data_sha256"] == training_data_digest("micro", 0) != training_data_digest("micro", 1)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     tok = AutoTokenizer.from_pretrained(tmp_path / "a")
     assert type(model).__name__ == "LlamaForCausalLM" and n_params(model) == meta["n_params"]

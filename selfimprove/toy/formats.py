@@ -124,10 +124,10 @@ def _marked_division(cands: list[str | None], a: int, b: int, c: int) -> tuple[s
     digit at that position and its mark (✓ equal to the quotient digit just written, else ✗); and each
     candidate's `match_score`."""
     steps = solution(a, b, c).split("\n", 1)[0].split(" ")
+    quotient = str(c // a).zfill(len(steps))  # the digit each step writes after "=" (b < a)
     digits = [aligned(cand, len(steps)) for cand in cands]
     marks = [
-        "".join(MC_CORRECT if d == step[5] else MC_INCORRECT for d, step in zip(ds, steps, strict=True))
-        for ds in digits
+        "".join(MC_CORRECT if d == q else MC_INCORRECT for d, q in zip(ds, quotient, strict=True)) for ds in digits
     ]
     body = " ".join(
         step + ":" + "".join(ds[j] + ms[j] for ds, ms in zip(digits, marks, strict=True))

@@ -3,7 +3,8 @@
     python -m selfimprove.toy.pretrain --size default --out DIR [--seed 0]
 
 Writes model.safetensors + config + tokenizer (save_pretrained) and selfimprove_model.json with
-size, n_params, tokens_seen, flops (6*N*D), seed, train_seconds and final_loss.
+size, n_params, tokens_seen, flops (6*N*D), seed, steps, data_sha256 (of the token batches trained on,
+see `training_data_digest`), train_seconds and final_loss.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def packed_batches(seed: int, batch_size: int, seq_len: int) -> Iterator[torch.T
         row += ids
 
 
+def training_data_digest(size: str, seed: int = 0) -> str:
+    """sha256 of the token batches `pretrain(size, seed=seed)` trains on, recomputed from today's corpus
+    code: equal to a checkpoint's `data_sha256` iff that checkpoint saw exactly this data."""
+    cfg, h = SIZES[size], hashlib.sha256()
+    batches = packed_batches(seed, cfg.batch_size, cfg.seq_len)
+    for _ in range(cfg.steps):
+        h.update(next(batches).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
     """Linear warmup, then cosine decay to 10% of the peak."""
     if step < warmup:
@@ -72,11 +83,12 @@ def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 1) ->
     model.train()
     tok = build_tokenizer()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    n, seen, losses = n_params(model), 0, []
+    n, seen, losses, data = n_params(model), 0, [], hashlib.sha256()
     start = time.perf_counter()
     batches = packed_batches(seed, cfg.batch_size, cfg.seq_len)
     for step in range(cfg.steps):
         ids = next(batches)
+        data.update(ids.numpy().tobytes())
         labels = ids.masked_fill(ids == tok.pad_token_id, -100)
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.steps, cfg.lr, cfg.warmup)
@@ -103,6 +115,8 @@ def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 1) ->
         "tokens_seen": seen,
         "flops": 6 * n * seen,
         "seed": seed,
+        "steps": cfg.steps,
+        "data_sha256": data.hexdigest(),
         "threads": threads,
         "train_seconds": round(seconds, 1),
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5),
