@@ -70,3 +70,15 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model (and any engine process)."""
         ...
+
+
+def generate_distinct(
+    engine: Engine, prompts: Sequence[str], n: int, sampling: Sampling, seed: int
+) -> dict[str, list[Generation]]:
+    """The n samples of each distinct prompt, generated once and keyed by prompt text. By the engine
+    rule a repeated prompt would draw exactly these samples again, so this is exact, not an approximation."""
+    unique = list(dict.fromkeys(prompts))
+    out: dict[str, list[Generation]] = {p: [] for p in unique}
+    for g in engine.generate(unique, n, sampling, seed):
+        out[unique[g.prompt_index]].append(g)
+    return out

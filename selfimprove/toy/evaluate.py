@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from selfimprove import metrics
-from selfimprove.resources.engine import Sampling
+from selfimprove.resources.engine import Sampling, generate_distinct
 from selfimprove.resources.transformers_engine import TransformersEngine
 from selfimprove.tasks.arithmetic import ArithmeticTask
 from selfimprove.toy import formats
@@ -44,9 +44,8 @@ def quantile_keep(prompt_ids: Sequence[str], scores: Sequence[float], keep: floa
 
 def _greedy_checks(engine: Any, prompts: list[str], max_tokens: int) -> dict[str, str]:
     """One greedy verification per distinct prompt."""
-    uniq = list(dict.fromkeys(prompts))
-    gens = engine.generate(uniq, 1, Sampling(temperature=0.0, max_new_tokens=max_tokens), seed=0)
-    return {uniq[g.prompt_index]: g.text for g in gens}
+    gens = generate_distinct(engine, prompts, 1, Sampling(temperature=0.0, max_new_tokens=max_tokens), seed=0)
+    return {p: gs[0].text for p, gs in gens.items()}
 
 
 def _check_scores(
