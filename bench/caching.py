@@ -43,9 +43,9 @@ import torch  # noqa: E402
 
 import selfimprove.resources.engines as engines_mod  # noqa: E402
 from selfimprove.definitions import build_definitions  # noqa: E402
-from selfimprove.pipelines.spec import ExperimentSpec, parse_spec  # noqa: E402
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.warehouse import Warehouse  # noqa: E402
+from selfimprove.spec import ExperimentSpec, parse_spec  # noqa: E402
 from selfimprove.sql import run_query  # noqa: E402
 from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
 

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Sampling
 from selfimprove.resources.transformers_engine import TransformersEngine
+from selfimprove.spec import VerificationSpec
 from selfimprove.tasks.arithmetic import ArithmeticTask
 from selfimprove.toy.pretrain import ensure_pretrained
 from selfimprove.verification import Candidate, verify

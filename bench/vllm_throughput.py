@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from selfimprove.pipelines.spec import ModelSpec
     from selfimprove.resources.engine import Sampling
     from selfimprove.resources.transformers_engine import TransformersEngine
     from selfimprove.resources.vllm_engine import VllmEngine
+    from selfimprove.spec import ModelSpec
     from selfimprove.tasks.arithmetic import ArithmeticTask
     from selfimprove.toy.pretrain import META_FILE
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.pipelines.spec import ExperimentSpec, parse_spec
+from selfimprove.spec import ExperimentSpec, parse_spec
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -26,10 +26,10 @@ from selfimprove.assets.common import Experiment
 from selfimprove.assets.generations import CODE_VERSION as GEN_CODE_VERSION
 from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
 from selfimprove.definitions import build_definitions
-from selfimprove.pipelines.spec import ExperimentSpec
 from selfimprove.resources.engine import Engine, Generation, Sampling
 from selfimprove.resources.engines import EngineResource, open_engine
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.spec import ExperimentSpec
 from tests.conftest import MICRO_SPEC, micro_spec
 
 METHODS = ["mc", "cot_binary", "tournament", "oracle"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.pipelines.spec import load_spec
+from selfimprove.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90

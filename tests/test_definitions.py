@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from selfimprove.definitions import build_definitions, defs
-from selfimprove.pipelines.spec import load_spec
+from selfimprove.spec import load_spec
 from tests.conftest import micro_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from selfimprove.definitions import build_definitions
-from selfimprove.pipelines.spec import parse_spec
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.spec import parse_spec
 from selfimprove.tasks.data import datasets_dir
 
 CHAT_TEMPLATE = (

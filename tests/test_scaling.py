@@ -16,9 +16,9 @@ from selfimprove.assets import plots
 from selfimprove.assets.reports import scaling_verdict
 from selfimprove.assets.scaling import add_fits, cross_matrices, fit_summary, model_info
 from selfimprove.definitions import build_definitions
-from selfimprove.pipelines.spec import SpecError, parse_spec
 from selfimprove.pipelines.study import Study, parse_study
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.spec import SpecError, parse_spec
 from tests.conftest import MICRO_SPEC
 
 
@@ -151,7 +151,7 @@ def test_repo_studies_load() -> None:
 
 def test_module_defs_serve_the_study_and_iterate() -> None:
     from selfimprove.definitions import EXPERIMENTS_DIR, defs
-    from selfimprove.pipelines.spec import load_spec
+    from selfimprove.spec import load_spec
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"scaling/scaling/relative_gap", "scaling/scaling/cross_verification"} <= keys

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from selfimprove.definitions import EXPERIMENTS_DIR
-from selfimprove.pipelines.spec import ExperimentSpec, SpecError, load_spec
+from selfimprove.spec import ExperimentSpec, SpecError, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_FILES = sorted((REPO / "experiments").glob("*.yaml"))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from selfimprove.assets.filtered import filtered_rows
-from selfimprove.pipelines.spec import FilterSpec
+from selfimprove.spec import FilterSpec
 from selfimprove.verification import Candidate, sample_scores
 from selfimprove.verification.prompts import NaturalPrompts, parse_score, parse_verdict, parse_winner
 
@@ -150,8 +150,8 @@ def test_and_ensemble_selection_hand_case() -> None:
 def test_identical_check_prompts_share_one_generation(micro_model: object) -> None:
     """Candidates with the same answer to the same question get their checks from one generation, and
     the rows equal generating every candidate's checks one by one (sampled, k=2, so this is not trivial)."""
-    from selfimprove.pipelines.spec import VerificationSpec
     from selfimprove.resources.transformers_engine import TransformersEngine
+    from selfimprove.spec import VerificationSpec
     from selfimprove.verification.prompts import EmbeddedPrompts
     from selfimprove.verification.sampled import verify_sampled
 

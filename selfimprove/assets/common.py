@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from selfimprove.pipelines.spec import ExperimentSpec
+from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 from selfimprove import filters
 from selfimprove.assets.common import Experiment, output
 from selfimprove.assets.scoring import combined, method_scores, rule
-from selfimprove.pipelines.spec import FilterSpec
+from selfimprove.spec import FilterSpec
 
 CODE_VERSION = "1"
 

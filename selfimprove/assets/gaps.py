@@ -11,7 +11,7 @@ import pyarrow as pa
 from selfimprove import metrics
 from selfimprove.assets.common import Experiment, output
 from selfimprove.assets.scoring import ENSEMBLE, combined, method_scores, rule
-from selfimprove.pipelines.spec import ExperimentSpec, FilterSpec
+from selfimprove.spec import ExperimentSpec, FilterSpec
 
 CODE_VERSION = "1"
 

@@ -7,8 +7,8 @@ import dagster as dg
 import pyarrow as pa
 
 from selfimprove.assets.common import Experiment, output, state_dir
-from selfimprove.pipelines.spec import ModelSpec
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
+from selfimprove.spec import ModelSpec
 
 CODE_VERSION = "1"
 

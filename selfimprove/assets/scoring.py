@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from selfimprove import filters
-from selfimprove.pipelines.spec import FilterSpec
+from selfimprove.spec import FilterSpec
 from selfimprove.verification import sample_scores
 
 ENSEMBLE = "ensemble"

@@ -20,10 +20,10 @@ from dagster import AssetExecutionContext
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.models import resolve_model
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine, previous_rows
-from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
+from selfimprove.spec import VerificationSpec
 from selfimprove.verification import Candidate, verify
 from selfimprove.verification.base import row as verification_row
 

@@ -21,7 +21,7 @@ from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.reports import report_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
-from selfimprove.pipelines.spec import ExperimentSpec
+from selfimprove.spec import ExperimentSpec
 
 ROUND_STAGES = (generations_asset, verifications_asset, gap_asset, filtered_asset, checkpoint_asset, eval_asset)
 

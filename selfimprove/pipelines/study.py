@@ -37,7 +37,7 @@ from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.scaling import CellRef, MemberRef, cross_verification_asset, relative_gap_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
-from selfimprove.pipelines.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from selfimprove.spec import ExperimentSpec, SpecError, load_spec, parse_spec
 
 Method = Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]
 _LABEL = re.compile(r"[A-Za-z0-9_]+")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from selfimprove.pipelines.spec import ModelSpec
 from selfimprove.resources.engine import Engine
+from selfimprove.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from selfimprove.pipelines.spec import DistillSpec
 from selfimprove.resources.models import load_model, weight_digest
+from selfimprove.spec import DistillSpec
 
 log = logging.getLogger(__name__)
 

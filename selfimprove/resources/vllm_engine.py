@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfimprove.pipelines.spec import ModelSpec
 from selfimprove.resources.engine import Generation, Sampling, sample_seed
 from selfimprove.resources.models import ModelLoadError, adapter_base_path, is_adapter, load_model, weight_digest
+from selfimprove.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

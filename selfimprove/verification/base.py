@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
+from selfimprove.spec import VerificationSpec
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
+from selfimprove.spec import VerificationSpec
 from selfimprove.verification.base import Candidate, Row
 from selfimprove.verification.prompts import PromptBook
 from selfimprove.verification.sampled import verify_sampled

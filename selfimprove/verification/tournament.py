@@ -12,8 +12,8 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-from selfimprove.pipelines.spec import VerificationSpec
 from selfimprove.resources.engine import Engine
+from selfimprove.spec import VerificationSpec
 from selfimprove.verification.base import Candidate, Row, row
 from selfimprove.verification.prompts import PromptBook
 

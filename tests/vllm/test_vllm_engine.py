@@ -17,11 +17,11 @@ pytest.importorskip("vllm", reason="vllm is not installed here: run `make test-v
 
 import dagster as dg  # noqa: E402
 
-from selfimprove.pipelines.spec import DistillSpec, ModelSpec  # noqa: E402
 from selfimprove.resources.engine import Engine, Sampling, sample_seed  # noqa: E402
 from selfimprove.resources.models import ModelLoadError, adapter_base_path, load_model, weight_digest  # noqa: E402
 from selfimprove.resources.transformers_engine import TransformersEngine  # noqa: E402
 from selfimprove.resources.vllm_engine import VllmEngine  # noqa: E402
+from selfimprove.spec import DistillSpec, ModelSpec  # noqa: E402
 from tests.vllm.conftest import MICRO_VLLM, engine_processes  # noqa: E402
 
 PROMPTS = ["x*4+1=241\nsolve:\n", "x*7+0=21\nsolve:\n", "x*5+2=482\nsolve:\n", "12\n"]
