@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm
+.PHONY: setup demo test lint dev setup-vllm test-vllm setup-browser test-browser
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -43,3 +43,14 @@ setup-vllm: $(VLLM_VENV)/.installed
 test-vllm: setup-vllm
 	mkdir -p $(DAGSTER_HOME)
 	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/vllm
+
+# The browser test group: Debian's chromium + chromedriver (apt, needs root as in CI) and selenium in .venv;
+# `selfimprove demo`, then `dagster dev` on loopback driven headless (tests/browser). Screenshots and the
+# server log go to artifacts/browser/ (gitignored).
+setup-browser: setup
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+	$(PIP) install -q -c constraints/cpu.txt -e '.[dev,browser]'
+
+test-browser: setup-browser
+	SELFIMPROVE_BROWSER=1 timeout 1500 $(VENV)/bin/pytest -q -p no:randomly tests/browser

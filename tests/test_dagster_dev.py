@@ -118,22 +118,11 @@ def stop(proc: subprocess.Popen) -> int:
                 os.killpg(pgid, signal.SIGKILL)
 
 
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
-    port = free_port()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    log = tmp_path / "dagster_dev.log"
+def start_dev(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`dagster dev` on loopback in its own process group (stop it with `stop`), output to `log`."""
     dagster = Path(sys.executable).with_name("dagster")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "SELFIMPROVE_HOME": str(tmp_path / "selfimprove_home"),
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             ["bash", "-c", f"set -m; exec {dagster} dev -w workspace.yaml -h 127.0.0.1 -p {port}"],
             cwd=REPO,
             env=env,
@@ -142,6 +131,22 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    port = free_port()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    log = tmp_path / "dagster_dev.log"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SELFIMPROVE_HOME": str(tmp_path / "selfimprove_home"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
+    proc = start_dev(port, env, log)
     try:
         yield proc, port, log
     finally:

@@ -7,7 +7,9 @@ import dagster as dg
 import pyarrow as pa
 from dagster import AssetExecutionContext
 
+from selfimprove.assets import plots
 from selfimprove.assets.common import Experiment, digest, output, state_dir, table_digest
+from selfimprove.assets.variants import current
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.trainer import TrainExample, train_lora
 
@@ -74,7 +76,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         engines.release()  # free the generation engine's memory for the trainer
         base = tables["base_model"].to_pylist()[0]
         previous = tables["model"].to_pylist()[0] if r > 0 else base
-        manifest = checkpoint_manifest(exp, r, tables["filtered"], base, previous)
+        manifest = checkpoint_manifest(exp, r, current(tables["filtered"]), base, previous)
         context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
         row = {
             "path": manifest["path"],
@@ -95,6 +97,9 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
                 "weight_digest": row["weight_digest"],
                 "final_loss": row["final_loss"],
                 "n_examples": row["n_examples"],
+                "loss_curve": dg.MetadataValue.md(
+                    plots.md_image(plots.loss_figure(manifest["loss_curve"], f"round {r}: LoRA loss"), "loss curve")
+                ),
             },
             ["path", "weight_digest", "n_examples", "final_loss"],
         )

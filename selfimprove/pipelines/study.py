@@ -233,10 +233,10 @@ def _gap_checks(exp: Experiment, keys: set[dg.AssetKey]) -> list[dg.AssetChecksD
 def measurement(exp: Experiment) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     """The assets up to round 0's gap (no distillation, no eval) and the gap's checks."""
     if isinstance(exp, CrossExperiment):
-        assets = [verifications_asset(exp, 0), gap_asset(exp, 0)]
+        assets = [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
     else:
         assets = [base_model_asset(exp), prompts_asset(exp), generations_asset(exp, 0)]
-        assets += [verifications_asset(exp, 0), gap_asset(exp, 0)]
+        assets += [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
     return assets, _gap_checks(exp, {k for a in assets for k in a.keys})
 
 
