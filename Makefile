@@ -53,4 +53,4 @@ setup-browser: setup
 	$(PIP) install -q -c constraints/cpu.txt -e '.[dev,browser]'
 
 test-browser: setup-browser
-	SELFIMPROVE_BROWSER=1 timeout 1500 $(VENV)/bin/pytest -q -p no:randomly tests/browser
+	SELFIMPROVE_BROWSER=1 timeout 3600 $(VENV)/bin/pytest -q tests/browser
