@@ -25,7 +25,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from selfimprove.resources.warehouse import Warehouse, default_root
+from selfimprove.resources.warehouse import Warehouse
+from selfimprove.state import warehouse_root
 
 Root = str | os.PathLike[str] | Warehouse
 
@@ -270,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", help='SQL, e.g. "SELECT round, count(*) FROM generations GROUP BY 1"')
     p.add_argument("--file", "-f", type=Path, help="read the SQL from this file instead")
     p.add_argument("--format", choices=sorted(FORMATS), default="table", help="output format (default table)")
-    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE or ./.selfimprove/warehouse)")
+    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE, else $SELFIMPROVE_HOME/warehouse)")
     return p
 
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         sql = args.query if args.file is None else args.file.read_text()
-        table = run_query(args.warehouse or default_root(), sql)
+        table = run_query(args.warehouse or warehouse_root(), sql)
     except (SqlError, OSError, ValueError) as e:
         print(f"selfimprove sql: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

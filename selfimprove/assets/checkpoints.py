@@ -7,9 +7,10 @@ import dagster as dg
 import pyarrow as pa
 from dagster import AssetExecutionContext
 
-from selfimprove.assets.common import Experiment, digest, output, state_dir, table_digest
+from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.trainer import TrainExample, train_lora
+from selfimprove.state import state_dir
 
 CODE_VERSION = "1"
 

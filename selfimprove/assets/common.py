@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,11 +12,6 @@ import pyarrow as pa
 
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
-
-
-def state_dir() -> Path:
-    """Where local run state lives (models, warehouse): $SELFIMPROVE_HOME or ./.selfimprove."""
-    return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
 
 
 @dataclass(frozen=True)

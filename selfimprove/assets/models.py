@@ -6,9 +6,10 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from selfimprove.assets.common import Experiment, output, state_dir
+from selfimprove.assets.common import Experiment, output
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
+from selfimprove.state import state_dir
 
 CODE_VERSION = "1"
 

@@ -37,7 +37,8 @@ def run_job(job_name: str) -> bool:
     home = ensure_dagster_home()
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    from selfimprove.definitions import defs, warehouse_root
+    from selfimprove.definitions import defs
+    from selfimprove.state import warehouse_root
 
     job = defs.resolve_job_def(job_name)
     print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if not run_job(f"{args.experiment}_job"):
         return 1
     from selfimprove.assets.reports import markdown
-    from selfimprove.definitions import warehouse_root
     from selfimprove.resources.warehouse import Warehouse
+    from selfimprove.state import warehouse_root
 
     report = Warehouse(warehouse_root()).read("report", args.experiment).drop_columns(["experiment"])
     print(f"\n{args.experiment}: per-round results\n")

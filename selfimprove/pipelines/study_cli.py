@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="selfimprove study", description=__doc__)
     parser.add_argument("name", help="a study (experiments/studies/*.yaml) or an experiment (experiments/*.yaml)")
     args = parser.parse_args(argv)
-    from selfimprove.definitions import defs, warehouse_root
+    from selfimprove.definitions import defs
+    from selfimprove.state import warehouse_root
 
     jobs = {j.name for j in defs.jobs}
     study = f"{args.name}_study_job" in jobs
