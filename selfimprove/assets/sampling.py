@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 from selfimprove.assets.common import digest
+from selfimprove.assets.shards import SaveShard, shard_by_prompt
 from selfimprove.resources.engine import Engine, Generation, Sampling
-from selfimprove.resources.warehouse import Warehouse
 from selfimprove.tasks.base import Problem, Task, grade_many
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def sample_and_grade(
     id_prefix: str,
     cached: pa.Table | None,
     shard_prompts: int,
-    save_shard: Callable[[int, pa.Table], None] | None = None,
+    save_shard: SaveShard | None = None,
     extra: Row | None = None,
     weight_digest: str | None = None,
     engine_name: str | None = None,
@@ -181,12 +181,12 @@ def _sample_and_grade(
     id_prefix: str,
     pool: dict[str, Row],
     shard_prompts: int,
-    save_shard: Callable[[int, pa.Table], None] | None,
+    save_shard: SaveShard | None,
     extra: Row | None,
 ) -> tuple[pa.Table, dict[str, int]]:
     fixed = {"engine": engine.engine_name, "weight_digest": engine.weight_digest, "seed": seed}
-    n_shards = (len(problems) + shard_prompts - 1) // shard_prompts
-    shards = [problems[s * shard_prompts : (s + 1) * shard_prompts] for s in range(n_shards)]
+    shards = [[problems[j] for j in idx] for idx in shard_by_prompt([p.prompt_id for p, _ in problems], shard_prompts)]
+    n_shards = len(shards)
     keys = [
         {
             (p.prompt_id, i): generation_key(
@@ -316,27 +316,3 @@ def _generate_missing(
         for g in engine.generate(texts, count, sampling, seed, first_sample=first):
             fresh[(texts[g.prompt_index], g.sample_index)] = (g.text, g.num_tokens, g.finish_reason, g.sample_seed)
     return fresh
-
-
-def staged_run(
-    warehouse: Warehouse, stage: str, experiment: str, round: int, run_key: str
-) -> tuple[pa.Table | None, Callable[[int, pa.Table], None]]:
-    """Rows reusable for this stage (the previous table plus finished shards) and a shard writer."""
-    cached = previous_rows(warehouse, stage, experiment, round, run_key)
-
-    def save(shard: int, table: pa.Table) -> None:
-        warehouse.write_shard(stage, experiment, round, shard, table, run_key)
-
-    return cached, save
-
-
-def previous_rows(
-    warehouse: Warehouse, stage: str, experiment: str, round: int, run_key: str | None = None
-) -> pa.Table | None:
-    """The stage's previous table (partition columns dropped) plus, with a run key, its finished shards."""
-    tables = []
-    if warehouse.exists(stage, experiment, round):
-        tables.append(warehouse.read(stage, experiment, round).drop_columns(["experiment", "round"]))
-    if run_key is not None:
-        tables += list(warehouse.read_shards(stage, experiment, round, run_key).values())
-    return pa.concat_tables(tables, promote_options="default") if tables else None
