@@ -1,5 +1,5 @@
 """The `selfimprove` command: `demo` runs the demo experiment, `study` a study or experiment with its
-verdicts, `sql` queries the warehouse."""
+verdicts, `sql` queries the warehouse, `dev` starts the Dagster UI (`dagster dev`) on the project's instance."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__)
-    parser.add_argument("command", choices=["demo", "study", "sql"])
+    parser.add_argument("command", choices=["demo", "study", "sql", "dev"])
     args, rest = parser.parse_known_args(argv[:1])
+    if args.command == "dev":
+        from selfimprove.instance import dev
+
+        return dev(argv[1:])
     if args.command == "sql":
         from selfimprove.sql import main as sql_main
 

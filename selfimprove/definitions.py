@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from selfimprove.instance import free_dead_runs
 from selfimprove.pipelines.factory import build_experiment
 from selfimprove.pipelines.study import Study, build_study, load_study
 from selfimprove.resources.engines import EngineResource
@@ -43,6 +44,7 @@ def build_definitions(
             "warehouse": WarehouseResource(root=root),
             "engines": EngineResource(),
         },
+        sensors=[free_dead_runs],
         executor=dg.in_process_executor,
     )
 

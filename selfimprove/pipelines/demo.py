@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import dagster as dg
-
-DAGSTER_YAML = """\
-# Written by `selfimprove demo`: model-heavy assets share the "model" pool, one at a time.
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
-
-
-def ensure_dagster_home() -> Path:
-    """An absolute DAGSTER_HOME (default ./.dagster_home) with a dagster.yaml, so run history persists."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
 
 
 def run_job(job_name: str) -> bool:
     """Run one job of the code location in-process, in the project's DAGSTER_HOME, with progress logs."""
-    home = ensure_dagster_home()
+    from selfimprove.instance import prepare_instance, process_tags
+
+    home = prepare_instance()
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from selfimprove.definitions import defs
@@ -45,7 +26,9 @@ def run_job(job_name: str) -> bool:
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags=process_tags(),
         )
     if not result.success:
         print(f"{job.name} failed; see the run in the Dagster UI (make dev)", file=sys.stderr)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from selfimprove.resources.engine import Engine
 from selfimprove.spec import ModelSpec
@@ -37,8 +39,21 @@ class EngineResource(dg.ConfigurableResource):
     """Hands out engines. At most one model is held per process: asking for another releases it.
 
     With the in-process executor, a round's generation, verification and eval stages therefore load
-    their model once; `release()` frees it before LoRA training needs the device.
+    their model once; `release()` frees it before LoRA training needs the device. Every step of the
+    `model` pool uses this resource, so its setup registers the run's process (`instance.register_run`):
+    a run killed while holding the pool can then be told dead and its slot freed.
     """
+
+    _watch: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from selfimprove.instance import register_run
+
+        self._watch = register_run(context)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._watch is not None:
+            self._watch.stop()
 
     def get(self, path: str | Path, model: ModelSpec) -> Engine:
         key = (str(Path(path).resolve()), model.model_dump_json())
