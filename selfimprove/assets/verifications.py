@@ -28,7 +28,9 @@ from selfimprove.spec import VerificationSpec
 from selfimprove.verification import Candidate, verify
 from selfimprove.verification.base import row as verification_row
 
-CODE_VERSION = "2"  # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
+# 2: keys name the method and the verified sample; rows ordered by (candidate, index)
+# 3: a sample's key leaves out its grade (`correct`), which no model verifier sees (the oracle's key has it)
+CODE_VERSION = "3"
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +155,21 @@ def _rows(
     spec, seed = exp.spec.verification, exp.spec.seed
     kind = getattr(exp.task, "kind", "math")  # natural-language verifier prompts depend on the task kind
     ident = (engine.weight_digest, engine.engine_name)
-    sample_digests = [
-        digest(c.sample_id, c.prompt_id, k, c.question, c.completion, c.answer, c.correct)
+    sample_digests = [  # not `correct`: re-grading a sample (new reference) keeps its verifications
+        digest(c.sample_id, c.prompt_id, k, c.question, c.completion, c.answer)
         for c, k in zip(cands, gen_keys, strict=True)
     ]
     position = {c.sample_id: j for j, c in enumerate(cands)}
     shards = shard_by_prompt([c.prompt_id for c in cands], exp.spec.generation.shard_prompts)
     shard_of = {j: s for s, members in enumerate(shards) for j in members}
+    graded = [digest(d, c.correct) for d, c in zip(sample_digests, cands, strict=True)]  # what the oracle reads
     units = {
         method: _units(
-            method, cands, sample_digests, spec, (*ident, method, kind, method_config(spec, method), seed, CODE_VERSION)
+            method,
+            cands,
+            graded if method in MODEL_FREE else sample_digests,
+            spec,
+            (*ident, method, kind, method_config(spec, method), seed, CODE_VERSION),
         )
         for method in spec.methods
     }

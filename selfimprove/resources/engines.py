@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 
 from selfimprove.resources.engine import Engine
 from selfimprove.spec import ModelSpec
+from selfimprove.state import from_state
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,8 @@ _loaded: dict[tuple[str, str], Engine] = {}
 
 
 def open_engine(path: str | Path, model: ModelSpec) -> Engine:
-    """Construct the engine the spec names on a local checkpoint folder."""
+    """Construct the engine the spec names on a local checkpoint folder (relative: in the state folder)."""
+    path = from_state(path)
     if model.engine == "vllm":
         from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
 
@@ -56,7 +58,9 @@ class EngineResource(dg.ConfigurableResource):
             self._watch.stop()
 
     def get(self, path: str | Path, model: ModelSpec) -> Engine:
-        key = (str(Path(path).resolve()), model.model_dump_json())
+        """The engine on `path`; a relative path (as manifests record it) lies in the state folder."""
+        path = from_state(path).resolve()
+        key = (str(path), model.model_dump_json())
         if key not in _loaded:
             self.release()
             log.info("loading %s engine for %s", model.engine, path)

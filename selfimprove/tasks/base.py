@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -82,3 +84,22 @@ def task_metrics(task: Task, problem: Problem, completion: str) -> dict[str, flo
     """The task's `metrics` when it has them, else just `correct`."""
     fn = getattr(task, "metrics", None)
     return dict(fn(problem, completion)) if callable(fn) else {"correct": float(task.grade(problem, completion))}
+
+
+GRADING_VERSION = "1"  # raise when a shared extraction or grading rule changes; a task may set `grader_version`
+
+
+def grading_key(task: Task, problem: Problem) -> str:
+    """What a row's `answer` and `correct` depend on besides the completion: the task's grading rule (its
+    class, `grader_version` and optional `grading_config()`) and the reference answers. A cached row
+    whose key differs is graded again (cheap); its completion is reused."""
+    config = getattr(task, "grading_config", None)
+    parts = [
+        type(task).__qualname__,
+        GRADING_VERSION,
+        str(getattr(task, "grader_version", "")),
+        config() if callable(config) else "",
+        problem.reference,
+        problem.meta.get("answers"),
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
