@@ -30,7 +30,19 @@ def run_job(job_name: str) -> bool:
             tags=process_tags(),  # so that a later run can tell this one dead if it is killed
         )
     if not result.success:
+        for reason in failed_checks(result):
+            print(reason, file=sys.stderr)
         print(f"{job.name} failed; see the run in the Dagster UI (make dev)", file=sys.stderr)
         return False
     print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s")
     return True
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed blocking (ERROR) asset check of a run: which check, on what, and why."""
+    lines = []
+    for ev in result.get_asset_check_evaluations():
+        if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            why = ev.description or "; ".join(f"{k}={v.value}" for k, v in ev.metadata.items())
+            lines.append(f"check {ev.check_name} on {ev.asset_key.to_user_string()} failed: {why}")
+    return lines
