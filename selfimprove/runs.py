@@ -9,33 +9,12 @@ reconstructable job), so its logs stream to the terminal.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-
-DAGSTER_YAML = """\
-# Written by `selfimprove demo`: model-heavy assets share the "model" pool, one at a time.
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
-
-
-def ensure_dagster_home() -> Path:
-    """An absolute DAGSTER_HOME (default ./.dagster_home) with a dagster.yaml, so run history persists."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
 
 WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
 MODULE = "selfimprove.definitions"
@@ -82,20 +61,38 @@ def run_job(job_name: str) -> bool:
     """Run one job of the code location in this process, in the project's DAGSTER_HOME, with progress logs."""
     from dagster._core.execution.api import execute_run
 
-    home = ensure_dagster_home()
+    from selfimprove.instance import prepare_instance, process_tags
+
+    home = prepare_instance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    from selfimprove.definitions import defs, warehouse_root
+    from selfimprove.definitions import defs
+    from selfimprove.state import warehouse_root
 
     job = defs.resolve_job_def(job_name)
     print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         recon_job, run = create_run(
-            instance, job_name, run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+            instance,
+            job_name,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags=process_tags(),  # so that a later run can tell this one dead if it is killed
         )
         result = execute_run(recon_job, run, instance)
     if not result.success:
+        for reason in failed_checks(result):
+            print(reason, file=sys.stderr)
         print(f"{job.name} failed; see run {run.run_id} in the Dagster UI (make dev)", file=sys.stderr)
         return False
     print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s (run {run.run_id})")
     return True
+
+
+def failed_checks(result: Any) -> list[str]:
+    """One line per failed blocking (ERROR) asset check of a run: which check, on what, and why."""
+    lines = []
+    for ev in result.get_asset_check_evaluations():
+        if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            why = ev.description or "; ".join(f"{k}={v.value}" for k, v in ev.metadata.items())
+            lines.append(f"check {ev.check_name} on {ev.asset_key.to_user_string()} failed: {why}")
+    return lines

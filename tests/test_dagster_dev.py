@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from selfimprove.spec import load_spec
@@ -119,11 +120,12 @@ def stop(proc: subprocess.Popen) -> int:
 
 
 def start_dev(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`dagster dev` on loopback in its own process group (stop it with `stop`), output to `log`."""
-    dagster = Path(sys.executable).with_name("dagster")
+    """`selfimprove dev` (as `make dev`: prepares the instance, then dagster dev) on loopback in its own
+    process group (stop it with `stop`), output to `log`."""
+    selfimprove = Path(sys.executable).with_name("selfimprove")
     with log.open("wb") as out:
         return subprocess.Popen(
-            ["bash", "-c", f"set -m; exec {dagster} dev -w workspace.yaml -h 127.0.0.1 -p {port}"],
+            ["bash", "-c", f"set -m; exec {selfimprove} dev -w workspace.yaml -h 127.0.0.1 -p {port}"],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -159,6 +161,10 @@ def test_dagster_dev_serves_every_demo_asset(server: tuple[subprocess.Popen, int
     proc, port, log = server
     info = wait_until_up(proc, port, log)
     assert "dagster_webserver_version" in info, info
+    # issue 18.2: the model pool has its limit although this home's dagster.yaml has no pool settings
+    home = Path(log).parent / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.get_concurrency_info("model").limit == 1
 
     spec = load_spec(REPO / "experiments" / "demo.yaml")
     expected = {"demo/base_model", "demo/prompts", "demo/report", f"demo/round_{spec.rounds}/eval"}
