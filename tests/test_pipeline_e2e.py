@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from selfimprove.assets.variants import current
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.resources.warehouse import Warehouse
@@ -83,8 +84,15 @@ def test_rerun_one_stage_with_new_threshold(run: tuple) -> None:
     assert result.success
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [key]
     filt = wh.read("filtered", "micro", 1)
-    assert filt.num_rows == 6  # tau above every score: only each prompt's best sample survives
-    assert set(filt.column("rule").to_pylist()) == {"mc: threshold(tau=2.0)"}
+    now = current(filt)
+    assert now.num_rows == 6  # tau above every score: only each prompt's best sample survives
+    assert set(now.column("rule").to_pylist()) == {"mc: threshold(tau=2.0)"}
+    # the spec's setting stays beside it as a row set of its own, no longer current
+    rows = filt.select(["variant", "current"]).to_pylist()
+    assert {(r["variant"], r["current"]) for r in rows} == {
+        ("threshold_tau2_empty-best", True),
+        ("quantile_alpha0.5", False),
+    }
     assert before == {s: wh.path(s, "micro", 1).stat().st_mtime_ns for s in before}
 
 
