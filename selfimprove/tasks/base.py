@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,3 +82,15 @@ def task_metrics(task: Task, problem: Problem, completion: str) -> dict[str, flo
     """The task's `metrics` when it has them, else just `correct`."""
     fn = getattr(task, "metrics", None)
     return dict(fn(problem, completion)) if callable(fn) else {"correct": float(task.grade(problem, completion))}
+
+
+def same_answers(task: Task) -> Callable[[Sequence[tuple[str, str]]], list[bool]]:
+    """The task's answer equivalence over pairs of extracted answers (majority vote groups by it).
+
+    A task may define `same_answers(pairs)` (MATH: math-verify; GSM8K: numeric value; NQ: SQuAD
+    normalisation); otherwise two answers are the same when their stripped strings are equal.
+    """
+    fn = getattr(task, "same_answers", None)
+    if callable(fn):
+        return lambda pairs: [bool(x) for x in fn(pairs)]
+    return lambda pairs: [a.strip() == b.strip() for a, b in pairs]
