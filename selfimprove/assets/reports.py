@@ -388,7 +388,7 @@ def report_asset(exp: Experiment) -> dg.AssetsDefinition:
         figures = report_figures(exp.name, table, exp.spec.verification.methods, generations, verifications)
         wh = warehouse.get()
         paths = {f: plots.artifact_path("experiment", exp.name, f) for f in figures}
-        urls = {f: plots.write_bytes(wh, paths[f], png) for f, png in figures.items()}
+        urls = {f: wh.write_bytes(paths[f], png) for f, png in figures.items()}
         table = table.append_column("plots", pa.array([list(paths.values())] * table.num_rows, pa.list_(pa.string())))
         found = verdicts(table.to_pylist())
         out = output(table)

@@ -187,7 +187,7 @@ def _write(
 ) -> tuple[pa.Table, dict[str, Any]]:
     wh = warehouse.get()
     rel = plots.artifact_path("study", study, figure)
-    url = plots.write_bytes(wh, rel, png)
+    url = wh.write_bytes(rel, png)
     table = table.append_column("plot", pa.array([rel] * table.num_rows, pa.string()))
     written = wh.write(stage, table, study)
     meta: dict[str, Any] = {
