@@ -1,15 +1,23 @@
-"""From verification rows to per-sample scores and filter weights (shared by filtered and gap)."""
+"""From verification rows to per-sample scores and filter weights (shared by filtered, gap, sweeps, pairs)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from selfimprove import filters
+from selfimprove import filters, voting
 from selfimprove.spec import FilterSpec
+from selfimprove.tasks.base import Task, same_answers
 from selfimprove.verification import sample_scores
 
 ENSEMBLE = "ensemble"
+MAJORITY = "majority"  # the verifier-free candidate: each sample scored by its answer's vote share
+
+
+def answer_classes(task: Task, generations: pa.Table) -> np.ndarray:
+    """Per-sample answer class within its prompt, under the task's answer equivalence (-1: no answer)."""
+    ids = generations.column("prompt_id").to_pylist()
+    return voting.answer_classes(ids, generations.column("answer").to_pylist(), same_answers(task))
 
 
 def method_scores(
@@ -23,16 +31,28 @@ def method_scores(
 
 def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> np.ndarray:
     if f.kind == "quantile":
-        return filters.quantile_filter(prompt_ids, scores, f.alpha)
+        return filters.quantile_filter(prompt_ids, scores, f.alpha, f.ties)
     if f.kind == "threshold":
         return filters.threshold_filter(scores, f.tau)
     if f.kind == "topk":
-        return filters.topk_filter(prompt_ids, scores, f.k)
-    return filters.reweight(prompt_ids, scores, f.beta)
+        return filters.topk_filter(prompt_ids, scores, f.k, f.ties)
+    if f.kind == "reweight":
+        return filters.reweight(prompt_ids, scores, f.beta)
+    raise ValueError(f"filter kind {f.kind!r} does not filter verifier scores")
 
 
-def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(score, weight) of the methods together: one method as is, several through the ensemble."""
+def combined(
+    prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec, classes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, weight) of the methods together: one method as is, several through the ensemble.
+
+    The `majority` filter ignores the verifiers: its score is the vote share of each sample's answer class
+    (`classes`, from `answer_classes`) and it keeps the prompt's most frequent answer.
+    """
+    if f.kind == "majority":
+        if classes is None:
+            raise ValueError("the majority filter needs the samples' answer classes")
+        return voting.vote_share(prompt_ids, classes), filters.majority_filter(prompt_ids, classes)
     if len(scores) == 1:
         (s,) = scores.values()
         return s, filter_weights(prompt_ids, s, f)
@@ -49,10 +69,12 @@ def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec
 
 def rule(f: FilterSpec, methods: list[str]) -> str:
     """A readable description of a selection rule, recorded with every kept sample."""
+    if f.kind == "majority":
+        return "majority(answers)"
     param = {
-        "quantile": f"alpha={f.alpha}",
+        "quantile": f"alpha={f.alpha}, ties={f.ties}",
         "threshold": f"tau={f.tau}",
-        "topk": f"k={f.k}",
+        "topk": f"k={f.k}, ties={f.ties}",
         "reweight": f"beta={f.beta}",
     }
     joined = f" {f.ensemble.upper()} ".join(methods) if len(methods) > 1 else methods[0]
