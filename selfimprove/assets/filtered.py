@@ -4,9 +4,8 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from selfimprove import filters
 from selfimprove.assets.common import Experiment, output
-from selfimprove.assets.scoring import answer_classes, combined, method_scores, rule
+from selfimprove.assets.scoring import answer_classes, rule, selection
 from selfimprove.spec import FilterSpec
 
 CODE_VERSION = "2"  # 2: tie rule (filter.ties) and the majority filter
@@ -38,9 +37,7 @@ def filtered_rows(
     classes: np.ndarray | None = None,
 ) -> pa.Table:
     """The kept samples with score and weight; `classes` (answer classes) is needed by the majority filter only."""
-    prompt_ids = generations.column("prompt_id").to_pylist()
-    score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f, classes)
-    weight = filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
+    score, weight = selection(generations, verifications, methods, f, policy, classes)
     keep = np.flatnonzero(weight > 0)
     cols = ["sample_id", "prompt_id", "sample_index", "prompt", "completion", "answer", "correct", "seed"]
     table = generations.select(cols).take(pa.array(keep, pa.int64()))

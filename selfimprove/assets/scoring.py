@@ -67,6 +67,20 @@ def combined(
     return s, filter_weights(prompt_ids, s, f)
 
 
+def selection(
+    generations: pa.Table,
+    verifications: pa.Table,
+    methods: list[str],
+    f: FilterSpec,
+    policy: str,
+    classes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, weight) per sample of what the filter keeps for training, empty-prompt policy applied."""
+    prompt_ids = generations.column("prompt_id").to_pylist()
+    score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f, classes)
+    return score, filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
+
+
 def rule(f: FilterSpec, methods: list[str]) -> str:
     """A readable description of a selection rule, recorded with every kept sample."""
     if f.kind == "majority":
