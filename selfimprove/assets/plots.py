@@ -106,19 +106,25 @@ def heldout_figure(rows: Sequence[Row], title: str) -> bytes:
     return _png(fig)
 
 
-def pass_at_k_figure(curves: Mapping[int, Mapping[int, float]], title: str) -> bytes:
-    """pass@k against k (log2 axis), one curve per round."""
+def pass_at_k_figure(
+    curves: Mapping[int, Mapping[int, float]], title: str, maj: Mapping[int, Mapping[int, float]] | None = None
+) -> bytes:
+    """pass@k against k (log2 axis), one curve per round; maj@k (majority vote) dashed in the same colour."""
     fig = _figure((5, 3.2))
     ax = fig.subplots()
     ks: set[int] = set()
     for i, (r, curve) in enumerate(sorted(curves.items())):
         k = sorted(curve)
         ks.update(k)
-        ax.plot(k, [curve[x] for x in k], "o-", color=_COLORS[i % len(_COLORS)], label=f"round {r}")
+        ax.plot(k, [curve[x] for x in k], "o-", color=_COLORS[i % len(_COLORS)], label=f"round {r} pass@k")
+        m = (maj or {}).get(r)
+        if m:
+            km = sorted(m)
+            ax.plot(km, [m[x] for x in km], "s--", color=_COLORS[i % len(_COLORS)], ms=3, label=f"round {r} maj@k")
     if ks:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(ks), [str(k) for k in sorted(ks)])
-    ax.set(xlabel="k", ylabel="pass@k", title=title)
+    ax.set(xlabel="k", ylabel="pass@k, maj@k", title=title)
     ax.legend(fontsize=7)
     return _png(fig)
 
