@@ -224,24 +224,27 @@ def cross_heatmap_figure(
 # --------------------------------------------------------------------------- threshold sweeps, overlap, calibration
 
 
-def sweep_figure(rows: Sequence[Row], title: str) -> bytes:
-    """Gap (95% CI band) against the filter's strictness, one panel per verifier, one line per axis
-    (global tau; per-prompt quantile, strictness 1 - alpha); the best setting of each curve circled."""
+def sweep_figure(rows: Sequence[Row], title: str, line_key: str = "axis") -> bytes:
+    """Gap (95% CI band) against the filter's strictness, one panel per verifier, one line per value of
+    `line_key`: the axis (global tau; per-prompt quantile, strictness 1 - alpha) or, in a study, the member;
+    the best setting of each curve circled."""
     verifiers = list(dict.fromkeys(r["verifier"] for r in rows))
     ncols = min(3, max(1, len(verifiers)))
     nrows = math.ceil(len(verifiers) / ncols)
     fig = _figure((3.6 * ncols + 0.4, 2.7 * nrows + 0.5))
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, v in zip(axes, verifiers, strict=False):
-        for i, (axis, label) in enumerate((("tau", "global tau"), ("alpha", "per-prompt quantile (1 - alpha)"))):
-            pts = sorted((r for r in rows if r["verifier"] == v and r["axis"] == axis), key=lambda r: r["strictness"])
+        names = {"tau": "global tau", "alpha": "per-prompt quantile (1 - alpha)"}
+        for i, line in enumerate(dict.fromkeys(r[line_key] for r in rows)):
+            label = names.get(line, line) if line_key == "axis" else str(line)
+            pts = sorted((r for r in rows if r["verifier"] == v and r[line_key] == line), key=lambda r: r["strictness"])
             if not pts:
                 continue
             x = np.array([r["strictness"] for r in pts])
             y = np.array([_num(r["gap"]) for r in pts])
             lo = np.array([_num(r["gap_lo"]) for r in pts])
             hi = np.array([_num(r["gap_hi"]) for r in pts])
-            color = _COLORS[i]
+            color = _COLORS[i % len(_COLORS)]
             ax.plot(x, y, "o-", ms=3, color=color, label=label)
             ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
             for r in pts:
