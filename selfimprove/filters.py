@@ -36,8 +36,9 @@ Ties = Literal["keep", "drop"]
 TIES = {
     "keep": "keep every sample scoring >= the cut (the paper's literal rule); on binary scores a prompt with "
     "fewer than k passing samples keeps all of its samples, 0-scored ones included",
-    "drop": "keep samples scoring > the cut; a prompt with none above the cut (its cut is its top score) keeps "
-    "its top-scored samples; on binary scores: the 1s of every prompt that has one, all of a prompt that has none",
+    "drop": "keep exactly the k best when no tie crosses the cut; when more than k samples reach the cut, keep those "
+    "strictly above it, or, if none is (the cut is the top score), the top-scored ones; on binary scores: the 1s "
+    "of every prompt that has one, all of a prompt that has none",
 }
 
 
@@ -65,9 +66,11 @@ def _keep_top(codes: IntArray, n_groups: int, s: FloatArray, k_g: IntArray, ties
     thr = ranked[order][starts + k_g - 1][codes]
     if ties == "keep":
         keep = ranked >= thr
-    else:
+    else:  # ties overflow k only when more than k samples reach the cut; then keep what is above it
+        at_least = ranked >= thr
+        overflow = (np.bincount(codes, weights=at_least, minlength=n_groups) > k_g)[codes]
         top = ranked[order][starts][codes]
-        keep = (ranked > thr) | ((thr == top) & (ranked == top))
+        keep = np.where(overflow, (ranked > thr) | ((thr == top) & (ranked == top)), at_least)
     return (keep & ~np.isnan(s)).astype(np.float64)
 
 

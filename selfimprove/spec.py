@@ -92,8 +92,8 @@ class FilterSpec(_Strict):
     alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
     tau: float = 0.5  # threshold
     k: int = Field(1, gt=0)  # top-k per prompt
-    # quantile / top-k: samples tied at the cut (filters.TIES); "drop" keeps what is strictly above the cut,
-    # or a prompt's top-scored samples when nothing is, so binary verdicts keep only the 1s where there are any
+    # quantile / top-k: samples tied at the cut (filters.TIES); "drop" keeps what is strictly above the cut when
+    # more than k samples reach it (or the top-scored ones if none is above), so binary verdicts keep a prompt's 1s
     ties: Literal["keep", "drop"] = "drop"
     beta: float = Field(0.1, gt=0)  # reweight: exp(score / beta)
     ensemble: Literal["and", "mean", "rank"] = "and"

@@ -76,17 +76,8 @@ def sweep_rows(
                     "axis": axis,
                     "setting": float(t),
                     "strictness": _strictness(axis, t),
-                    "j_f": res.j_f,
-                    "j_fw": res.j_fw,
-                    "gap": res.gap,
-                    "gap_lo": res.gap_ci[0],
-                    "gap_hi": res.gap_ci[1],
-                    "relative_gap": res.relative_gap,
-                    "relative_gap_lo": res.relative_gap_ci[0],
-                    "relative_gap_hi": res.relative_gap_ci[1],
-                    "kept_fraction": res.kept_fraction,
+                    **res.columns(),
                     "empty_prompts": int((kept_per_prompt == 0).sum()),
-                    "n_prompts": res.n_prompts,
                 }
             )
     return rows

@@ -159,3 +159,10 @@ def test_tie_rules_on_binary_scores() -> None:
     assert topk_filter(["a"] * 4, [0.7, 0.7, 0.2, 0.1], 1, ties="drop").tolist() == [1, 1, 0, 0]
     with pytest.raises(ValueError, match="ties must be one of"):
         quantile_filter(ids, scores, 0.5, ties="random")  # type: ignore[arg-type]
+
+
+def test_drop_only_drops_ties_that_overflow() -> None:
+    """Without ties at the cut `drop` keeps exactly the k best, as `keep` does (the sample at the cut stays)."""
+    ids = ["a"] * 4
+    assert quantile_filter(ids, [0.9, 0.8, 0.1, 0.2], 0.5, ties="drop").tolist() == [1, 1, 0, 0]
+    assert topk_filter(ids, [0.9, 0.8, 0.8, 0.2], 3, ties="drop").tolist() == [1, 1, 1, 0]  # ties fit within k
