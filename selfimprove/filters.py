@@ -8,7 +8,8 @@ per-verifier masks or scores given as a dict name -> array or as a list of array
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -18,7 +19,9 @@ from selfimprove.metrics import FloatArray, IntArray, factorize, group_average_r
 from selfimprove.voting import vote_share
 
 __all__ = [
+    "FILTERS",
     "TIES",
+    "Filter",
     "and_ensemble",
     "apply_empty_policy",
     "majority_filter",
@@ -200,3 +203,28 @@ def apply_empty_policy(
     pick = best[empty[best] & ~np.isnan(s[best])]
     w[pick] = 1.0
     return w
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A selection rule as configured by name: `apply(prompt_ids, scores, value, ties)` with `value` the spec
+    field `param` (FilterSpec.alpha, .tau, .k or .beta; None for majority) and `ties` a `TIES` rule (used by the
+    per-prompt cuts). `scores` are the verifiers' scores, or, for `needs = "answers"`, each sample's vote share
+    (`voting.vote_share` of its answer class)."""
+
+    apply: Callable[[ArrayLike, ArrayLike, float | None, Ties], FloatArray]
+    param: str | None
+    needs: Literal["scores", "answers"] = "scores"
+
+
+FILTERS: dict[str, Filter] = {
+    "quantile": Filter(lambda ids, s, alpha, ties: quantile_filter(ids, s, float(alpha), ties), "alpha"),
+    "threshold": Filter(lambda ids, s, tau, ties: threshold_filter(s, float(tau)), "tau"),
+    "topk": Filter(lambda ids, s, k, ties: topk_filter(ids, s, int(k), ties), "k"),
+    "reweight": Filter(lambda ids, s, beta, ties: reweight(ids, s, float(beta)), "beta"),
+    # the prompt's most frequent answer: the top vote share, tied answers all kept (= majority_filter)
+    "majority": Filter(lambda ids, share, _, ties: topk_filter(ids, share, 1, "keep"), None, "answers"),
+}

@@ -30,15 +30,10 @@ def method_scores(
 
 
 def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> np.ndarray:
-    if f.kind == "quantile":
-        return filters.quantile_filter(prompt_ids, scores, f.alpha, f.ties)
-    if f.kind == "threshold":
-        return filters.threshold_filter(scores, f.tau)
-    if f.kind == "topk":
-        return filters.topk_filter(prompt_ids, scores, f.k, f.ties)
-    if f.kind == "reweight":
-        return filters.reweight(prompt_ids, scores, f.beta)
-    raise ValueError(f"filter kind {f.kind!r} does not filter verifier scores")
+    kind = filters.FILTERS[f.kind]
+    if kind.needs != "scores":
+        raise ValueError(f"filter kind {f.kind!r} does not filter verifier scores")
+    return kind.apply(prompt_ids, scores, getattr(f, kind.param) if kind.param else None, f.ties)
 
 
 def combined(
@@ -49,10 +44,12 @@ def combined(
     The `majority` filter ignores the verifiers: its score is the vote share of each sample's answer class
     (`classes`, from `answer_classes`) and it keeps the prompt's most frequent answer.
     """
-    if f.kind == "majority":
+    kind = filters.FILTERS[f.kind]
+    if kind.needs == "answers":
         if classes is None:
-            raise ValueError("the majority filter needs the samples' answer classes")
-        return voting.vote_share(prompt_ids, classes), filters.majority_filter(prompt_ids, classes)
+            raise ValueError(f"the {f.kind} filter needs the samples' answer classes")
+        share = voting.vote_share(prompt_ids, classes)
+        return share, kind.apply(prompt_ids, share, None, f.ties)
     if len(scores) == 1:
         (s,) = scores.values()
         return s, filter_weights(prompt_ids, s, f)
@@ -83,13 +80,9 @@ def selection(
 
 def rule(f: FilterSpec, methods: list[str]) -> str:
     """A readable description of a selection rule, recorded with every kept sample."""
-    if f.kind == "majority":
-        return "majority(answers)"
-    param = {
-        "quantile": f"alpha={f.alpha}, ties={f.ties}",
-        "threshold": f"tau={f.tau}",
-        "topk": f"k={f.k}, ties={f.ties}",
-        "reweight": f"beta={f.beta}",
-    }
+    kind = filters.FILTERS[f.kind]
+    if kind.param is None:
+        return f"{f.kind}(answers)"
+    ties = f", ties={f.ties}" if f.kind in ("quantile", "topk") else ""
     joined = f" {f.ensemble.upper()} ".join(methods) if len(methods) > 1 else methods[0]
-    return f"{joined}: {f.kind}({param[f.kind]})"
+    return f"{joined}: {f.kind}({kind.param}={getattr(f, kind.param)}{ties})"

@@ -247,7 +247,3 @@ class MathTask(FewShotTask):
         """math-verify equivalence of answer pairs (`10{,}000` and `10000`); timeouts and errors: different."""
         outs = verify_many(list(pairs), workers=self.workers, timeout_s=self.timeout_s)
         return [o.ok and bool(o.value) for o in outs]
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        o = self.grade_outcomes([problem], [completion])[0]
-        return {"correct": float(o.ok and bool(o.value)), "timed_out": float(o.timed_out)}

@@ -193,9 +193,3 @@ class NQOpenTask(FewShotTask):
     def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """SQuAD-normalised equality, as the grader compares an answer with a reference."""
         return [_same(a, b) for a, b in pairs]
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        cands = answer_candidates(completion)
-        em = float(any(exact_match(c, self.answers(problem)) for c in cands))
-        f1 = max((f1_score(c, self.answers(problem)) for c in cands), default=0.0)
-        return {"correct": em, "em": em, "f1": f1}
