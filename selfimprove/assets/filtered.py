@@ -10,17 +10,18 @@ from pydantic import Field
 
 from selfimprove import filters
 from selfimprove.assets.common import Experiment, digest, output, table_digest
-from selfimprove.assets.scoring import combined, method_scores, rule
+from selfimprove.assets.scoring import answer_classes, rule, selection
 from selfimprove.assets.variants import merge_variants, variant_key, with_variant
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import FilterSpec
 
-CODE_VERSION = "2"  # 2: filter variants side by side (variant, current, inputs)
+CODE_VERSION = "3"  # 2: tie rule (filter.ties) and the majority filter; 3: filter variants side by side
 
 
 FilterKindChoice = Enum("FilterKindChoice", {k: k for k in filters.FILTERS})  # one launchpad choice per filter
 EnsembleChoice = Enum("EnsembleChoice", {k: k for k in get_args(FilterSpec.model_fields["ensemble"].annotation)})
 EmptyChoice = Enum("EmptyChoice", {k: k for k in get_args(FilterSpec.model_fields["empty"].annotation)})
+TiesChoice = Enum("TiesChoice", {k: k for k in get_args(FilterSpec.model_fields["ties"].annotation)})
 
 
 class FilterConfig(dg.Config):
@@ -45,6 +46,9 @@ class FilterConfig(dg.Config):
     empty: EmptyChoice | None = Field(
         None, description="A prompt with nothing kept: skip it, or keep its best-scored sample."
     )
+    ties: TiesChoice | None = Field(
+        None, description="quantile / topk: samples tied at the cut; keep them, or drop them when more than k reach it."
+    )
 
     def apply(self, base: FilterSpec) -> FilterSpec:
         overrides = {k: getattr(v, "value", v) for k, v in self.model_dump().items() if v is not None}
@@ -52,11 +56,15 @@ class FilterConfig(dg.Config):
 
 
 def filtered_rows(
-    generations: pa.Table, verifications: pa.Table, methods: list[str], f: FilterSpec, policy: str
+    generations: pa.Table,
+    verifications: pa.Table,
+    methods: list[str],
+    f: FilterSpec,
+    policy: str,
+    classes: np.ndarray | None = None,
 ) -> pa.Table:
-    prompt_ids = generations.column("prompt_id").to_pylist()
-    score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f)
-    weight = filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
+    """The kept samples with score and weight; `classes` (answer classes) is needed by the majority filter only."""
+    score, weight = selection(generations, verifications, methods, f, policy, classes)
     keep = np.flatnonzero(weight > 0)
     cols = ["sample_id", "prompt_id", "sample_index", "prompt", "completion", "answer", "correct", "seed"]
     table = generations.select(cols).take(pa.array(keep, pa.int64()))
@@ -88,7 +96,8 @@ def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         config: FilterConfig, warehouse: WarehouseResource, generations: pa.Table, verifications: pa.Table
     ) -> dg.Output[pa.Table]:
         f = config.apply(spec.filter)
-        table = filtered_rows(generations, verifications, methods, f, spec.verification.on_parse_failure)
+        classes = answer_classes(exp.task, generations) if f.kind == "majority" else None
+        table = filtered_rows(generations, verifications, methods, f, spec.verification.on_parse_failure, classes)
         correct = table.column("correct").to_pylist()
         key = variant_key(f, methods)
         table = table.append_column("filter_spec", pa.array([f.model_dump_json()] * table.num_rows, pa.string()))

@@ -11,66 +11,70 @@ import pyarrow as pa
 
 from selfimprove import metrics
 from selfimprove.assets.common import Experiment, digest, output, table_digest
-from selfimprove.assets.scoring import ENSEMBLE, combined, method_scores, rule
+from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
 from selfimprove.assets.variants import current, merge_variants, variant_key, with_variant
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec
 
-CODE_VERSION = "2"  # 2: follows the filter used; variants side by side
+CODE_VERSION = "3"  # 2: tie rule, the majority-vote row; 3: follows the filter used, variants side by side
 
 
 def filter_family(used: FilterSpec) -> list[FilterSpec]:
-    """The filter used first, then the other two families at its parameters."""
-    kinds = [used.kind] + [k for k in ("quantile", "threshold", "topk") if k != used.kind]
+    """The filter used first, then the other two families at its parameters (majority aside)."""
+    first = [used.kind] if used.kind != "majority" else []
+    kinds = first + [k for k in ("quantile", "threshold", "topk") if k != used.kind]
     return [used.model_copy(update={"kind": k}) for k in kinds]
 
 
+def candidates(spec: ExperimentSpec) -> list[tuple[str, list[str]]]:
+    """(name, member methods) of every verifier the gap reports: each method, their ensemble, the oracle."""
+    methods = spec.verification.methods
+    out: list[tuple[str, list[str]]] = [(m, [m]) for m in methods]
+    if len(methods) > 1:
+        out.append((ENSEMBLE, methods))
+    if "oracle" not in methods:
+        out.append(("oracle", ["oracle"]))
+    return out
+
+
 def gap_rows(
-    spec: ExperimentSpec, generations: pa.Table, verifications: pa.Table, used: FilterSpec | None = None
+    spec: ExperimentSpec,
+    generations: pa.Table,
+    verifications: pa.Table,
+    classes: np.ndarray | None = None,
+    used: FilterSpec | None = None,
 ) -> pa.Table:
-    """Gap rows per verifier x filter family; `configured` marks the main verifier with the filter `used`
-    (default: the spec's filter)."""
+    """One row per verifier x filter, plus the majority vote (`majority` x `majority`) when `classes` is given;
+    `configured` marks the main verifier with the filter `used` (default: the spec's filter)."""
     used = used or spec.filter
     prompt_ids = generations.column("prompt_id").to_pylist()
     correct = np.asarray(generations.column("correct").to_pylist(), dtype=float)
     methods = spec.verification.methods
     scores = method_scores(generations, verifications, methods, spec.verification.on_parse_failure)
+    scores.setdefault("oracle", correct)
     ok_rate = {m: _parse_failure_rate(verifications, m) for m in methods}
-    candidates: list[tuple[str, list[str]]] = [(m, [m]) for m in methods]
-    if len(methods) > 1:
-        candidates.append((ENSEMBLE, methods))
-    if "oracle" not in methods:
-        scores["oracle"] = correct
-        candidates.append(("oracle", ["oracle"]))
+    settings = [(name, members, f) for name, members in candidates(spec) for f in filter_family(used)]
+    if classes is not None:
+        settings.append((MAJORITY, [], used.model_copy(update={"kind": "majority"})))
+    configured_name = ENSEMBLE if len(methods) > 1 else methods[0]
     rows = []
-    for name, members in candidates:
-        for f in filter_family(used):
-            score, weight = combined(prompt_ids, {m: scores[m] for m in members}, f)
-            res = metrics.gap_with_ci(prompt_ids, correct, weight, n_boot=spec.gap.bootstrap, seed=spec.seed)
-            auc, n_mixed = metrics.within_prompt_auroc(prompt_ids, score, correct)
-            rows.append(
-                {
-                    "verifier": name,
-                    "filter": f.kind,
-                    "rule": rule(f, members),
-                    "configured": name == (ENSEMBLE if len(methods) > 1 else methods[0]) and f == used,
-                    "j_f": res.j_f,
-                    "j_fw": res.j_fw,
-                    "gap": res.gap,
-                    "gap_lo": res.gap_ci[0],
-                    "gap_hi": res.gap_ci[1],
-                    "relative_gap": res.relative_gap,
-                    "relative_gap_lo": res.relative_gap_ci[0],
-                    "relative_gap_hi": res.relative_gap_ci[1],
-                    "n_prompts": res.n_prompts,
-                    "n_excluded": res.n_excluded,
-                    "kept_fraction": res.kept_fraction,
-                    "auroc_within_prompt": auc,
-                    "n_mixed_prompts": n_mixed,
-                    "auroc_pooled": metrics.auroc(score, correct),
-                    "parse_failure_rate": max((ok_rate.get(m, 0.0) for m in members), default=0.0),
-                }
-            )
+    for name, members, f in settings:
+        score, weight = combined(prompt_ids, {m: scores[m] for m in members}, f, classes)
+        res = metrics.gap_with_ci(prompt_ids, correct, weight, n_boot=spec.gap.bootstrap, seed=spec.seed)
+        auc, n_mixed = metrics.within_prompt_auroc(prompt_ids, score, correct)
+        rows.append(
+            {
+                "verifier": name,
+                "filter": f.kind,
+                "rule": rule(f, members),
+                "configured": f == used and (name == configured_name or f.kind == "majority"),
+                **res.columns(),
+                "auroc_within_prompt": auc,
+                "n_mixed_prompts": n_mixed,
+                "auroc_pooled": metrics.auroc(score, correct),
+                "parse_failure_rate": max((ok_rate.get(m, 0.0) for m in members), default=0.0),
+            }
+        )
     return pa.Table.from_pylist(rows)
 
 
@@ -82,7 +86,8 @@ def _parse_failure_rate(verifications: pa.Table, method: str) -> float:
 def headline(gap: pa.Table) -> dict[str, float]:
     """The main verifier's gap with the filter used by the latest materialization."""
     row = configured_row(gap)
-    return {k: row[k] for k in ("j_f", "j_fw", "gap", "gap_lo", "gap_hi", "relative_gap", "auroc_within_prompt")}
+    keys = ("j_f", "j_fw", "gap", "gap_lo", "gap_hi", "relative_gap", "kept_fraction", "auroc_within_prompt")
+    return {k: row[k] for k in keys}
 
 
 def configured_row(gap: pa.Table) -> dict[str, Any]:
@@ -119,7 +124,8 @@ def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.Asset
     def gap(warehouse: WarehouseResource, **tables: pa.Table) -> dg.Output[pa.Table]:
         generations, verifications = tables["generations"], tables["verifications"]
         used = used_filter(tables["filtered"], exp.spec.filter) if follow_filtered else exp.spec.filter
-        table = gap_rows(exp.spec, generations, verifications, used)
+        classes = answer_classes(exp.task, generations)
+        table = gap_rows(exp.spec, generations, verifications, classes, used)
         inputs = digest(table_digest(generations), table_digest(verifications))
         table = with_variant(table, variant_key(used, methods), inputs)
         wh = warehouse.get()
