@@ -74,4 +74,4 @@ def test_a_second_filter_setting_is_a_row_set_of_its_own(micro_model: Path, tmp_
     gap = run_query(str(tmp_path), "SELECT variant, filter FROM gap WHERE configured AND current").to_pylist()
     assert gap == [{"variant": "topk_k1", "filter": "topk"}]  # the gap follows the filter used
     meta = result.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["rule"].value.endswith("topk(k=1)")
+    assert meta["rule"].value.startswith("mc: topk(k=1")
