@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfimprove.assets.common import Experiment
@@ -37,7 +36,7 @@ from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.scaling import CellRef, MemberRef, cross_verification_asset, relative_gap_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
-from selfimprove.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from selfimprove.spec import ExperimentSpec, SpecError, load_spec, parse_spec, read_yaml
 
 Method = Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]
 _LABEL = re.compile(r"[A-Za-z0-9_]+")
@@ -209,15 +208,7 @@ def parse_study(data: object, source: str = "<study>", base_dir: Path | None = N
 
 def load_study(path: str | Path) -> Study:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such study file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the study file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_study(data, str(path), path.parent)
+    return parse_study(read_yaml(path, "study"), str(path), path.parent)
 
 
 # --------------------------------------------------------------------------- factory
