@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -179,3 +180,29 @@ def test_relative_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     wh = Warehouse("wh")
     assert wh.write("gen", _t(x=[1]), "e", 0).path == os.path.join(tmp_path, "wh/gen/experiment=e/round=0/data.parquet")
+
+
+def test_full_disk_error_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14.9: a full disk (the temp file is a link to /dev/full, which answers ENOSPC) names the path."""
+    wh = Warehouse(tmp_path / "wh")
+    wh.write("generations", pa.table({"x": [1]}), "demo", 0)
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    tmp = tmp_path / "wh" / "_staging" / "_tmp" / f"{fixed.hex}.parquet"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.symlink_to("/dev/full")
+    with pytest.raises(OSError) as info:
+        wh.write("generations", pa.table({"x": list(range(100_000))}), "demo", 0)
+    assert info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "wh" / "generations" / "experiment=demo" / "round=0" / "data.parquet") in str(info.value)
+    assert not os.path.lexists(tmp)  # no temp file left
+    assert wh.read("generations", "demo", 0).column("x").to_pylist() == [1]  # the old table is intact
+
+
+def test_corrupt_file_is_named_on_read(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    wh.write("report", pa.table({"x": [1]}), "demo")
+    path = tmp_path / "wh" / "report" / "experiment=demo" / "data.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match=f"{path} is not a readable Parquet file"):
+        wh.read("report", "demo")

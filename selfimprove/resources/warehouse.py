@@ -137,16 +137,26 @@ class Warehouse:
 
     def _atomic(self, final: str, tmp: str, write: Callable[[Any], object]) -> None:
         """Call `write` on the open file `tmp`, then move it over `final` in one step; no temp file is left."""
-        self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         try:
+            self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
             with self.fs.open(tmp, "wb") as f:
                 write(f)
             self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self._move(tmp, final)
+        except OSError as e:  # a full disk, a read-only folder: say which file, keep the errno
+            self._discard(tmp)
+            raise OSError(e.errno, f"could not write {final} (via {tmp}): {e.strerror or e}") from e
         except Exception:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            self._discard(tmp)
             raise
+
+    def _discard(self, tmp: str) -> None:
+        """Remove a temp file (or a link in its place), ignoring a second failure."""
+        try:
+            if os.path.lexists(tmp) if self.local else self.fs.exists(tmp):
+                self.fs.rm(tmp)
+        except OSError:
+            pass
 
     def write_bytes(self, rel_path: str, data: bytes) -> str:
         """Atomically write a non-table file (a figure) at `<root>/<rel_path>`; returns its URL.
@@ -167,8 +177,11 @@ class Warehouse:
             self.fs.mv(src, dst)
 
     def _read_file(self, path: str) -> pa.Table:
-        with self.fs.open(path, "rb") as f:
-            return pq.read_table(f)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return pq.read_table(f)
+        except pa.ArrowInvalid as e:
+            raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
 
     # --- tables ----------------------------------------------------------------------------------
     def write(self, stage: str, table: pa.Table, experiment: str, round: int | None = None) -> WriteResult:
