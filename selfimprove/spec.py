@@ -35,6 +35,7 @@ class ModelSpec(_Strict):
     dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"
     batch_size: Int = Field(256, gt=0, le=1 << 20)
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # load pytorch_model.bin & co. (pickle can run code); safetensors only by default
     seed: Int = Field(0, ge=0, lt=1 << 32)  # pretraining seed of an embedded size
     # vLLM engine only (engine: vllm); ignored by the transformers engine. See docs/scale-out.md.
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # share of GPU memory vLLM may take

@@ -34,6 +34,7 @@ def open_engine(path: str | Path, model: ModelSpec) -> Engine:
         dtype=model.dtype,
         batch_size=model.batch_size,
         trust_remote_code=model.trust_remote_code,
+        allow_pickle=model.allow_pickle,
     )
 
 

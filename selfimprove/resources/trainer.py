@@ -49,6 +49,7 @@ def train_lora(
     seed: int,
     init_adapter: str | Path | None = None,
     device: str = "cpu",
+    allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on `base_path` (continuing `init_adapter` if given) and save it to `out_dir`.
 
@@ -62,7 +63,7 @@ def train_lora(
     if not examples:
         raise ValueError("no training examples: the filter kept nothing")
     torch.manual_seed(seed)
-    model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype)
+    model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype, allow_pickle=allow_pickle)
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
         for cfg in model.peft_config.values():  # the recorded base may be relative to the adapter folder
