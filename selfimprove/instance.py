@@ -21,6 +21,8 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
+from selfimprove.state import pid_alive
+
 log = logging.getLogger(__name__)
 
 POOL = "model"
@@ -100,12 +102,8 @@ def process_alive(tags: dict[str, str]) -> bool | None:
     if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
         return None
     pid = int(tags[PID_TAG])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass  # another user's process with that pid
     started = tags.get(START_TAG, "")
     return not started or _start_time(pid) in ("", started)
 

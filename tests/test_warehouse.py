@@ -188,7 +188,7 @@ def test_full_disk_error_names_the_file_and_leaves_nothing(tmp_path: Path, monke
     wh.write("generations", pa.table({"x": [1]}), "demo", 0)
     fixed = uuid.UUID(int=7)
     monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
-    tmp = tmp_path / "wh" / "_staging" / "_tmp" / f"{fixed.hex}.parquet"
+    tmp = tmp_path / "wh" / "_staging" / "_tmp" / f"{os.getpid()}-{fixed.hex}.parquet"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.symlink_to("/dev/full")
     with pytest.raises(OSError) as info:
@@ -206,3 +206,32 @@ def test_corrupt_file_is_named_on_read(tmp_path: Path) -> None:
     path.write_bytes(b"not parquet at all")
     with pytest.raises(ValueError, match=f"{path} is not a readable Parquet file"):
         wh.read("report", "demo")
+
+
+def test_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A process killed mid-write leaves `_staging/_tmp/<pid>-*`; the next write removes it (a live one stays)."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    wh = Warehouse(tmp_path / "wh")
+    folder = tmp_path / "wh" / "_staging" / "_tmp"
+    folder.mkdir(parents=True)
+    (folder / f"{gone.pid}-dead.parquet").write_bytes(b"half")
+    (folder / f"{os.getpid()}-mine.parquet").write_bytes(b"in flight")
+    wh.write("report", pa.table({"x": [1]}), "demo")
+    assert sorted(p.name for p in folder.iterdir()) == [f"{os.getpid()}-mine.parquet"]
+
+
+def test_lora_temp_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from selfimprove.resources.trainer import remove_stale_temp
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, live = tmp_path / f".abc.{gone.pid}.x1", tmp_path / f".abc.{os.getpid()}.x2"
+    for d in (dead, live):
+        (d / "adapter").mkdir(parents=True)
+    remove_stale_temp(tmp_path)
+    assert not dead.exists() and live.exists()

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
+from selfimprove import faults
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.spec import DistillSpec
-from selfimprove.state import to_state
+from selfimprove.state import pid_alive, to_state
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def train_lora(
             loss.backward()
             opt.step()
             curve.append(round(loss.item(), 5))
+            faults.point("lora:step")
         log.info("LoRA epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
     model.eval()
     out_dir = Path(out_dir).resolve()
@@ -141,6 +143,7 @@ def train_lora(
             tokenizer.save_pretrained(tmp / "merged")
         manifest["files"] = weight_files(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        faults.point("lora:saved")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -177,19 +180,9 @@ def remove_stale_temp(parent: Path) -> None:
     """Remove temp folders (`.<name>.<pid>.<random>`) left in `parent` by processes that are gone."""
     for tmp in parent.glob(".*.*.*"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             log.info("removing %s, left by process %s", tmp, pid)
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _set_adapter_base(adapter_dir: Path, final_dir: Path, base: Path) -> None:
