@@ -109,25 +109,32 @@ def process_alive(tags: dict[str, str]) -> bool | None:
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Free the pool slots of runs that ended or whose process died (marking those failed); their ids."""
+    """Free the pool slots of runs that ended or whose process died (marking those failed); their ids.
+    Runs whose process died while holding no slot are marked failed as well."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return []
     reaped = []
-    for run_id in sorted(storage.get_concurrency_run_ids()):
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=1000)
+    holding = storage.get_concurrency_run_ids()
+    for run in unfinished:  # dead runs that hold no slot are marked failed too, so the UI tells the truth
+        if run.run_id not in holding and process_alive(run.tags) is False:
+            instance.report_run_failed(run, _gone(run))
+    for run_id in sorted(holding):
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status not in FINISHED_STATUSES:
             if process_alive(run.tags) is not False:
                 continue
-            message = (
-                f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?); "
-                f"run marked failed and its pool slots freed"
-            )
+            message = _gone(run) + "; its pool slots freed"
             instance.report_run_failed(run, message)
             log.warning("run %s of %s: %s", run_id, run.job_name, message)
         storage.free_concurrency_slots_for_run(run_id)
         reaped.append(run_id)
     return reaped
+
+
+def _gone(run: dg.DagsterRun) -> str:
+    return f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?): run marked failed"
 
 
 def holders(instance: dg.DagsterInstance, pool: str = POOL) -> list[str]:
