@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from selfimprove.filters import FILTERS
 from selfimprove.resources.engine import Sampling
 
 
@@ -16,23 +17,89 @@ class SpecError(ValueError):
     """An experiment spec that does not validate; the message names the file and the field."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A spec section: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Int = Annotated[int, Strict()]  # `n: true` or `n: "8"` is an error, not 1 or 8
+def _dagster_name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]+", v):
+        raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
+    return v
+
+
+DagsterName = Annotated[str, AfterValidator(_dagster_name)]
+
+
+def _known_method(v: str) -> str:
+    from selfimprove.verification import VERIFIERS  # the registry imports this module only for typing
+
+    if v not in VERIFIERS:
+        raise ValueError(f"unknown verification method {v!r}; known: {', '.join(repr(m) for m in VERIFIERS)}")
+    return v
+
+
+def _each_once(v: list[str]) -> list[str]:
+    if not v or len(set(v)) != len(v):
+        raise ValueError("list at least one method, each once")
+    return v
+
+
+def _known_filter(v: str) -> str:
+    if v not in FILTERS:
+        raise ValueError(f"unknown filter kind {v!r}; known: {', '.join(repr(k) for k in FILTERS)}")
+    return v
+
+
+Int = Annotated[int, Field(strict=True)]  # `n: true` or `n: "8"` is an error, not 1 or 8
 BIG = 10_000_000  # upper bound of counts (prompts, tokens); each field has its own where less makes sense
 _DEVICE_RE = re.compile(r"cpu|mps|(cuda|xpu|npu)(:\d+)?")
+DType = Literal["float32", "float16", "bfloat16", "float64"]
 
 
-class ModelSpec(_Strict):
+def _known_device(v: str) -> str:
+    if not _DEVICE_RE.fullmatch(v):
+        raise ValueError(f"unknown device {v!r}: use cpu, cuda, cuda:N, mps, xpu[:N] or npu[:N]")
+    return v
+
+
+def _known_size(v: str | None) -> str | None:
+    from selfimprove.toy.model import SIZES
+
+    if v is not None and v not in SIZES:
+        raise ValueError(f"unknown embedded size {v!r}: use one of {sorted(SIZES)}")
+    return v
+
+
+def _known_task(v: str) -> str:
+    from selfimprove.tasks.registry import task_names
+
+    if v not in task_names() and not v.startswith("custom:") and not v.endswith((".yaml", ".yml")):
+        raise ValueError(f"unknown task {v!r}: use one of {task_names()} or a custom-task YAML path")
+    return v
+
+
+def _known_engine(v: str) -> str:
+    from selfimprove.resources.engines import ENGINES  # the engine registry imports this module's ModelSpec
+
+    if v not in ENGINES:
+        raise ValueError(f"unknown engine {v!r}; known: {', '.join(repr(k) for k in ENGINES)}")
+    return v
+
+
+FilterKind = Annotated[str, AfterValidator(_known_filter)]
+MethodList = Annotated[list[Annotated[str, AfterValidator(_known_method)]], AfterValidator(_each_once)]
+
+
+class ModelSpec(Strict):
     """Either an embedded size (trained locally) or a local HF checkpoint path."""
 
-    embedded: str | None = None
+    embedded: Annotated[str | None, AfterValidator(_known_size)] = None
     path: str | None = None
-    engine: Literal["transformers", "vllm"] = "transformers"
-    device: str = "cpu"  # cpu, cuda, cuda:N, mps, xpu[:N], npu[:N]
-    dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"
+    engine: Annotated[str, AfterValidator(_known_engine)] = "transformers"
+    device: Annotated[str, AfterValidator(_known_device)] = "cpu"  # cpu, cuda, cuda:N, mps, xpu[:N], npu[:N]
+    dtype: DType = "float32"
     batch_size: Int = Field(256, gt=0, le=1 << 20)
     trust_remote_code: bool = False
     allow_pickle: bool = False  # load pytorch_model.bin & co. (pickle can run code); safetensors only by default
@@ -44,22 +111,6 @@ class ModelSpec(_Strict):
     enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower decoding
     lora_mode: Literal["lora", "merge"] = "lora"  # adapters: LoRARequest on the base, or merged first
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, v: str) -> str:
-        if not _DEVICE_RE.fullmatch(v):
-            raise ValueError(f"unknown device {v!r}: use cpu, cuda, cuda:N, mps, xpu[:N] or npu[:N]")
-        return v
-
-    @field_validator("embedded")
-    @classmethod
-    def _known_size(cls, v: str | None) -> str | None:
-        from selfimprove.toy.model import SIZES
-
-        if v is not None and v not in SIZES:
-            raise ValueError(f"unknown embedded size {v!r}: use one of {sorted(SIZES)}")
-        return v
-
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
         if (self.embedded is None) == (self.path is None):
@@ -67,23 +118,14 @@ class ModelSpec(_Strict):
         return self
 
 
-class TaskSpec(_Strict):
-    name: str = "arithmetic"  # a registered task, or a custom-task YAML path
+class TaskSpec(Strict):
+    name: Annotated[str, AfterValidator(_known_task)] = "arithmetic"  # a registered task or a custom-task YAML
     options: dict[str, object] = Field(default_factory=dict)
     train_prompts: Int = Field(64, gt=0, le=BIG)
     eval_prompts: Int = Field(200, gt=0, le=BIG)
 
-    @field_validator("name")
-    @classmethod
-    def _known_task(cls, v: str) -> str:
-        from selfimprove.tasks.registry import task_names
 
-        if v not in task_names() and not v.startswith("custom:") and not v.endswith((".yaml", ".yml")):
-            raise ValueError(f"unknown task {v!r}: use one of {task_names()} or a custom-task YAML path")
-        return v
-
-
-class SamplingSpec(_Strict):
+class SamplingSpec(Strict):
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: Int = Field(96, gt=0, le=1 << 20)
@@ -98,7 +140,7 @@ class GenerationSpec(SamplingSpec):
 
 
 class VerificationSpec(SamplingSpec):
-    methods: list[Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]] = ["mc"]
+    methods: MethodList = ["mc"]
     k: Int = Field(1, gt=0, le=10_000)
     temperature: float = Field(0.0, ge=0)
     tournament_rounds: Int = Field(2, gt=0, le=1000)
@@ -109,16 +151,9 @@ class VerificationSpec(SamplingSpec):
     style: Literal["auto", "embedded", "fewshot", "chat"] = "auto"
     templates: dict[str, str] = Field(default_factory=dict)  # per-method prompt overrides
 
-    @field_validator("methods")
-    @classmethod
-    def _nonempty(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("list at least one method, each once")
-        return v
 
-
-class FilterSpec(_Strict):
-    kind: Literal["quantile", "threshold", "topk", "reweight"] = "quantile"
+class FilterSpec(Strict):
+    kind: FilterKind = "quantile"
     alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
     tau: float = 0.5  # threshold
     k: Int = Field(1, gt=0, le=100_000)  # top-k per prompt
@@ -127,7 +162,7 @@ class FilterSpec(_Strict):
     empty: Literal["skip", "best"] = "skip"
 
 
-class DistillSpec(_Strict):
+class DistillSpec(Strict):
     mode: Literal["continue", "fresh", "merge"] = "continue"
     r: Int = Field(8, gt=0, le=4096)
     lora_alpha: Int = Field(16, gt=0, le=1 << 20)
@@ -137,21 +172,21 @@ class DistillSpec(_Strict):
     epochs: Int = Field(2, gt=0, le=10_000)
     batch_size: Int = Field(32, gt=0, le=1 << 20)
     gradient_checkpointing: bool = False
-    dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"
+    dtype: DType = "float32"
 
 
-class EvalSpec(_Strict):
+class EvalSpec(Strict):
     samples: Int = Field(4, ge=0, le=100_000)  # sampled completions per held-out prompt (mean sampled accuracy)
 
 
-class GapSpec(_Strict):
+class GapSpec(Strict):
     bootstrap: Int = Field(1000, gt=0, le=1_000_000)
     block_distill_if_gap_le_zero: bool = False
     max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
 
 
-class ExperimentSpec(_Strict):
-    name: str
+class ExperimentSpec(Strict):
+    name: DagsterName
     description: str = ""
     model: ModelSpec
     task: TaskSpec = TaskSpec()
@@ -172,24 +207,21 @@ class ExperimentSpec(_Strict):
             object.__setattr__(self, "verification", v.model_copy(update={"style": style}))
         return self
 
-    @field_validator("name")
-    @classmethod
-    def _dagster_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_]+", v):
-            raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
-        return v
+
+M = TypeVar("M", bound=BaseModel)
 
 
-def parse_spec(data: object, source: str = "<spec>") -> ExperimentSpec:
+def validate(model: type[M], data: object, source: str, what: str = "experiment") -> M:
+    """`data` as a `model`, or a SpecError naming the source and every invalid field."""
     try:
-        return ExperimentSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
-        raise SpecError(f"{source}: invalid experiment spec: {problems}") from None
+        raise SpecError(f"{source}: invalid {what} spec: {problems}") from None
 
 
 def read_yaml(path: str | Path, what: str = "experiment") -> object:
-    """The YAML document of a spec file; a SpecError naming the file for anything unreadable."""
+    """The parsed YAML of a spec file, or a SpecError naming the file."""
     path = Path(path)
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -201,6 +233,10 @@ def read_yaml(path: str | Path, what: str = "experiment") -> object:
         raise SpecError(f"{path}: cannot read the {what} file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
+
+
+def parse_spec(data: object, source: str = "<spec>") -> ExperimentSpec:
+    return validate(ExperimentSpec, data, source)
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

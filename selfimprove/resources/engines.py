@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from selfimprove.resources.engine import Engine
-from selfimprove.spec import ModelSpec
 from selfimprove.state import from_state
+
+if TYPE_CHECKING:
+    from selfimprove.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 _loaded: dict[tuple[str, str], Engine] = {}
 
 
-def open_engine(path: str | Path, model: ModelSpec) -> Engine:
-    """Construct the engine the spec names on a local checkpoint folder (relative: in the state folder)."""
-    path = from_state(path)
-    if model.engine == "vllm":
-        from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
-
-        return VllmEngine.from_path(path, model)
+def _transformers(path: str | Path, model: ModelSpec) -> Engine:
     from selfimprove.resources.transformers_engine import TransformersEngine
 
     return TransformersEngine.from_path(
@@ -36,6 +33,21 @@ def open_engine(path: str | Path, model: ModelSpec) -> Engine:
         trust_remote_code=model.trust_remote_code,
         allow_pickle=model.allow_pickle,
     )
+
+
+def _vllm(path: str | Path, model: ModelSpec) -> Engine:
+    from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
+
+    return VllmEngine.from_path(path, model)
+
+
+# `model.engine` names one of these; each imports its engine module only when used.
+ENGINES: dict[str, Callable[[str | Path, ModelSpec], Engine]] = {"transformers": _transformers, "vllm": _vllm}
+
+
+def open_engine(path: str | Path, model: ModelSpec) -> Engine:
+    """Construct the engine the spec names on a local checkpoint folder (relative: in the state folder)."""
+    return ENGINES[model.engine](from_state(path), model)
 
 
 class EngineResource(dg.ConfigurableResource):
@@ -75,7 +87,3 @@ class EngineResource(dg.ConfigurableResource):
             engine.close()
         _loaded.clear()
         gc.collect()
-
-    @staticmethod
-    def loaded_count() -> int:
-        return len(_loaded)
