@@ -80,7 +80,7 @@ def test_gsm8k_with_a_local_qwen2_checkpoint(qwen2_path: Path, tmp_path: Path, s
             },
             "distill": {"epochs": 1, "batch_size": 4},
             "eval": {"samples": 1},
-            "gap": {"bootstrap": 20},
+            "gap": {"bootstrap": 20, "max_parse_failure_rate": 1.0},  # random weights: no verdict parses
             "rounds": 1,
         }
     )
