@@ -23,10 +23,12 @@ def run_one_round(root: Path, **overrides: object) -> Warehouse:
 
 
 def test_every_method_and_the_and_ensemble(micro_model: Path, tmp_path: Path) -> None:
-    verification = {"methods": ALL, "k": 2, "temperature": 1.0, "max_new_tokens": 40}
-    # sampled checks at temperature 1.0 on the micro model rarely parse; this test is about the plumbing, so the
-    # parse-failure limit (which would stop distillation, tests/test_checks.py) is lifted
-    wh = run_one_round(tmp_path, verification=verification, gap={"bootstrap": 50, "max_parse_failure_rate": 1.0})
+    # The micro model's written checks are mostly unparseable: let the round finish (the limit is tested elsewhere).
+    wh = run_one_round(
+        tmp_path,
+        verification={"methods": ALL, "k": 2, "temperature": 1.0, "max_new_tokens": 40},
+        gap={"bootstrap": 50, "max_parse_failure_rate": 1.0},
+    )
     ver = wh.read("verifications", "micro", 0).to_pylist()
     n = 6 * 4
     count = {m: sum(r["method"] == m for r in ver) for m in ALL}
