@@ -119,6 +119,43 @@ class GapSpec(_Strict):
     max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
 
 
+class RayResources(_Strict):
+    """What one Ray actor or task asks the cluster for (Ray's own resource names)."""
+
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    memory: int | None = Field(None, gt=0)  # bytes of heap memory to reserve
+    resources: dict[str, float] = Field(default_factory=dict)  # custom resources, e.g. {"accelerator_type:H100": 0.01}
+
+
+class ExecutionSpec(_Strict):
+    """Where the model stages run. Rows never depend on it: any backend and any worker count give the same
+    tables (docs/scale-out.md)."""
+
+    backend: Literal["in_process", "ray"] = "in_process"
+    # Ray only: "auto" joins the cluster this machine belongs to (or $RAY_ADDRESS), "host:port" a head node,
+    # "ray://host:10001" a Ray Client server; None starts a one-node Ray inside the process.
+    address: str | None = None
+    workers: int = Field(1, gt=0)  # engine actors; each loads the round's model once and takes whole shards
+    worker_resources: RayResources = RayResources()
+    train_resources: RayResources = RayResources()  # the LoRA step, run as one Ray task
+    threads_per_worker: int | None = Field(None, gt=0)  # torch threads per actor; None: its num_cpus (at least 1)
+    max_restarts: int = Field(3, ge=0)  # restarts of a dead actor; its unfinished shard is retried on the new one
+    runtime_env: dict[str, object] = Field(default_factory=dict)  # passed to ray.init (env_vars, working_dir, ...)
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> ExecutionSpec:
+        if self.backend == "in_process":
+            set_fields = sorted(self.model_fields_set - {"backend"})
+            if set_fields:
+                raise ValueError(f"{', '.join(set_fields)} apply to backend: ray only")
+        return self
+
+    @property
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, int(self.worker_resources.num_cpus))
+
+
 class ExperimentSpec(_Strict):
     name: str
     description: str = ""
@@ -130,6 +167,7 @@ class ExperimentSpec(_Strict):
     distill: DistillSpec = DistillSpec()
     eval: EvalSpec = EvalSpec()
     gap: GapSpec = GapSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     rounds: int = Field(3, ge=1)
     seed: int = 0
 

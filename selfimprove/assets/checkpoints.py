@@ -1,6 +1,7 @@
 """The checkpoint asset: LoRA SFT on the filtered samples gives the next round's model."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -42,9 +43,23 @@ def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict,
         manifest["reused"] = True
     else:
         examples = [TrainExample(x["prompt"], x["completion"], x["weight"]) for x in filtered.to_pylist()]
-        manifest = train_lora(
-            base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
+        train = partial(
+            train_lora,
+            base_path,
+            examples,
+            spec.distill,
+            out,
+            seed=spec.seed + r,
+            init_adapter=init,
+            device=spec.model.device,
         )
+        if spec.execution.backend == "ray":  # on a worker holding train_resources; `out` must be a shared path
+            from selfimprove.resources.ray_engine import run_task
+
+            manifest, where = run_task(train, spec.execution.train_resources, spec.execution)
+            manifest["trained_on"] = where
+        else:
+            manifest = train()
         manifest["reused"] = False
     if spec.distill.mode == "merge":
         manifest["path"] = str(Path(manifest["path"]) / "merged")
@@ -76,6 +91,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         previous = tables["model"].to_pylist()[0] if r > 0 else base
         manifest = checkpoint_manifest(exp, r, tables["filtered"], base, previous)
         context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
+        where = {f"trained_on_{k}": v for k, v in manifest.get("trained_on", {}).items()}
         row = {
             "path": manifest["path"],
             "base_path": manifest["base_path"],
@@ -95,6 +111,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
                 "weight_digest": row["weight_digest"],
                 "final_loss": row["final_loss"],
                 "n_examples": row["n_examples"],
+                **where,
             },
             ["path", "weight_digest", "n_examples", "final_loss"],
         )

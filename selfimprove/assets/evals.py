@@ -58,7 +58,7 @@ def eval_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         description=f"Held-out accuracy of {what}: greedy, and the mean over sampled completions.",
     )
     def eval_(prompts: pa.Table, model: pa.Table, engines: EngineResource) -> dg.Output[pa.Table]:
-        engine = engines.get(model.to_pylist()[0]["path"], exp.spec.model)
+        engine = engines.get(model.to_pylist()[0]["path"], exp.spec.model, exp.spec.execution)
         table = eval_rows(exp, r, engine, prompts)
         numbers = {"greedy_accuracy": accuracy(table, "greedy")}
         if exp.spec.eval.samples:

@@ -207,10 +207,10 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         source: EngineSource
         if spec.verifier is None:  # the manifest's digest is that of the loaded weights: no model needed for keys
             path, model_spec = manifest["path"], exp.spec.model
-            source = lambda: engines.get(path, model_spec)  # noqa: E731
+            source = lambda: engines.get(path, model_spec, exp.spec.execution)  # noqa: E731
             ident = {"weight_digest": manifest["weight_digest"], "engine_name": model_spec.engine}
         else:  # a cross-verifier has no manifest: its digest comes from loading it
-            source = engines.get(resolve_model(spec.verifier), spec.verifier)
+            source = engines.get(resolve_model(spec.verifier), spec.verifier, exp.spec.execution)
             ident = {}
         questions = dict(
             zip(prompts.column("prompt_id").to_pylist(), prompts.column("question").to_pylist(), strict=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from selfimprove.resources.engine import Engine
-from selfimprove.spec import ModelSpec
+from selfimprove.spec import ExecutionSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,24 @@ class EngineResource(dg.ConfigurableResource):
     """Hands out engines. At most one model is held per process: asking for another releases it.
 
     With the in-process executor, a round's generation, verification and eval stages therefore load
-    their model once; `release()` frees it before LoRA training needs the device.
+    their model once; `release()` frees it before LoRA training needs the device. With
+    `execution.backend: ray` the engine is a `RayEngine`: `execution.workers` actors, each loading the
+    model once, kept for every stage of the run until `release()` ends them.
     """
 
-    def get(self, path: str | Path, model: ModelSpec) -> Engine:
-        key = (str(Path(path).resolve()), model.model_dump_json())
+    def get(self, path: str | Path, model: ModelSpec, execution: ExecutionSpec | None = None) -> Engine:
+        ray = execution is not None and execution.backend == "ray"
+        key = (str(Path(path).resolve()), model.model_dump_json(), execution.model_dump_json() if ray else "")
         if key not in _loaded:
             self.release()
-            log.info("loading %s engine for %s", model.engine, path)
-            _loaded[key] = open_engine(path, model)
+            if ray:
+                from selfimprove.resources.ray_engine import RayEngine
+
+                log.info("starting %d Ray workers (%s engine) for %s", execution.workers, model.engine, path)
+                _loaded[key] = RayEngine(path, model, execution, opener=open_engine)
+            else:
+                log.info("loading %s engine for %s", model.engine, path)
+                _loaded[key] = open_engine(path, model)
         return _loaded[key]
 
     def release(self) -> None:
