@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,8 +13,10 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from selfimprove.render import md_table
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
+from selfimprove.verdicts import Verdict, verdict_markdown
 
 
 def state_dir() -> Path:
@@ -71,11 +74,15 @@ def table_digest(table: pa.Table) -> str:
 def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:
     """A markdown table of the first rows, long cells cut."""
     cols = [c for c in (columns or table.column_names) if c in table.column_names]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in table.select(cols).slice(0, rows).to_pylist():
-        cells = [str(r[c]).replace("\n", "⏎").replace("|", "\\|")[:60] for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return md_table(table.select(cols).slice(0, rows).to_pylist(), cols, max_chars=60)
+
+
+def verdict_metadata(found: Sequence[Verdict]) -> dict[str, Any]:
+    """The verdicts as a markdown table plus one `verdict_<key>` entry each."""
+    meta: dict[str, Any] = {"verdicts": dg.MetadataValue.md(verdict_markdown(found))}
+    for v in found:
+        meta[f"verdict_{v.key}"] = v.label
+    return meta
 
 
 def output(
