@@ -141,6 +141,7 @@ class ExecutionSpec(_Strict):
     train_resources: RayResources = RayResources()  # the LoRA step, run as one Ray task
     threads_per_worker: int | None = Field(None, gt=0)  # torch threads per actor; None: its num_cpus (at least 1)
     max_restarts: int = Field(3, ge=0)  # restarts of a dead actor; its unfinished shard is retried on the new one
+    start_timeout: float = Field(600, gt=0)  # seconds for every worker to be placed and load its model
     runtime_env: dict[str, object] = Field(default_factory=dict)  # passed to ray.init (env_vars, working_dir, ...)
 
     @model_validator(mode="after")

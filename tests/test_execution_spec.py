@@ -9,7 +9,7 @@ import pytest
 
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.ray_engine import RayNotInstalledError
-from selfimprove.spec import SpecError, parse_spec
+from selfimprove.spec import SpecError, load_spec, parse_spec
 from tests.conftest import micro_spec
 
 VALID = {"name": "x", "model": {"embedded": "micro"}}
@@ -64,3 +64,14 @@ def test_ray_backend_without_ray_says_how_to_install(micro_model: Path) -> None:
     spec = micro_spec(execution={"backend": "ray"})
     with pytest.raises(RayNotInstalledError, match=r"pip install 'selfimprove\[ray\]'"):
         EngineResource().get(micro_model, spec.model, spec.execution)
+
+
+def test_ray_demo_is_the_demo_but_for_where_it_runs() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    demo, on_ray = (
+        load_spec(repo / "experiments" / "demo.yaml"),
+        load_spec(repo / "experiments" / "ray" / "demo_ray.yaml"),
+    )
+    assert on_ray.execution.backend == "ray" and on_ray.execution.address == "auto"
+    skip = {"name", "description", "execution"}
+    assert on_ray.model_dump(exclude=skip) == demo.model_dump(exclude=skip)

@@ -120,7 +120,15 @@ class RayEngine:
         self._ray = ray
         args = (str(path), model.model_dump_json(), execution.threads, opener)
         self.actors = [actor.remote(*args) for _ in range(execution.workers)]
-        self.workers = ray.get([a.identity.remote() for a in self.actors])
+        try:
+            self.workers = ray.get([a.identity.remote() for a in self.actors], timeout=execution.start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise RuntimeError(
+                f"{execution.workers} Ray workers asking {ray_options(execution.worker_resources)} each did not all "
+                f"start within {execution.start_timeout:.0f} s (execution.start_timeout); the cluster has "
+                f"{ray.cluster_resources()}, of which {ray.available_resources()} are free"
+            ) from None
         idents = {w[:2] for w in self.workers}
         if len(idents) != 1:
             self.close()

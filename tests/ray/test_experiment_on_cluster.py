@@ -1,6 +1,8 @@
-"""A whole experiment with `execution.backend: ray` over the two-node cluster, its warehouse on s3:// (moto's
-S3 server on 127.0.0.1), its LoRA steps as Ray tasks on the node that has the `trainer` resource; every
-table equal to the in-process run's, and `selfimprove sql` queries the s3 warehouse through fsspec."""
+"""docs/scale-out.md's instructions for this machine, run as written: a whole experiment with
+`execution: {backend: ray, address: auto}` through `selfimprove demo` over the two-node cluster (found via
+RAY_ADDRESS), its warehouse on s3:// (moto's S3 server on 127.0.0.1), its LoRA steps as Ray tasks on the
+node that has the `trainer` resource; every table equal to the in-process run's, and `selfimprove sql`
+queries the s3 warehouse through fsspec registered in DuckDB."""
 
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pytest
+import yaml
 
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.ray_cluster import LocalRayCluster
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import ExperimentSpec
 from tests.conftest import micro_spec
-from tests.ray.conftest import REPO, ray_execution
+from tests.ray.conftest import REPO
 from tests.ray.test_ray_backend import differing
 
 ray = pytest.importorskip("ray", reason="ray is not installed here: run `make test-ray` (.venv-ray)")
@@ -50,7 +53,6 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
     micro_model: Path,
     state_home: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local = tmp_path / "in_process"
     run(micro_spec(rounds=ROUNDS), str(local))
@@ -60,9 +62,30 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
     (home / "models" / "embedded").symlink_to(state_home / "models" / "embedded")
-    monkeypatch.setenv("SELFIMPROVE_HOME", str(home))
-    execution = ray_execution(ray_cluster, 2, train_resources={"num_cpus": 1, "resources": {"trainer": 1}})
-    result = run(micro_spec(rounds=ROUNDS, execution=execution), S3_ROOT)
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    execution = {"backend": "ray", "address": "auto", "workers": 2}
+    execution["train_resources"] = {"num_cpus": 1, "resources": {"trainer": 1}}
+    data = micro_spec(rounds=ROUNDS, execution=execution).model_dump(mode="json", exclude_defaults=True)
+    (experiments / "micro_on_ray.yaml").write_text(yaml.safe_dump({"name": "micro", **data}))
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray_cluster.address,
+        "SELFIMPROVE_EXPERIMENTS": str(experiments),
+        "SELFIMPROVE_HOME": str(home),
+        "SELFIMPROVE_WAREHOUSE": S3_ROOT,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    demo = subprocess.run(
+        [sys.executable, "-m", "selfimprove.cli", "demo", "--experiment", "micro"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stderr[-4000:]
+    assert "micro: per-round results" in demo.stdout
 
     got = read_all(S3_ROOT)
     for (stage, r), table in expected.items():  # model_path names the other state home: not compared
@@ -71,10 +94,12 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
         )
         assert not differing(ours, theirs), f"round {r} {stage} differs on Ray"
     trainer_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("trainer"))
+    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        for r in range(ROUNDS):
+            event = instance.get_latest_materialization_event(dg.AssetKey(["micro", f"round_{r}", "checkpoint"]))
+            meta = event.asset_materialization.metadata  # type: ignore[union-attr]
+            assert meta["trained_on_ray_node_id"].value == trainer_node
     for r in range(ROUNDS):
-        meta = result.asset_materializations_for_node(f"micro__round_{r}__checkpoint")[-1].metadata
-        assert meta["trained_on_ray_node_id"].value == trainer_node
-        assert meta["trained_on_pid"].value != os.getpid()
         ours = Warehouse(S3_ROOT).read("checkpoint", "micro", r).column("weight_digest")[0].as_py()
         theirs = Warehouse(str(local)).read("checkpoint", "micro", r).column("weight_digest")[0].as_py()
         assert ours == theirs and str(home) in Warehouse(S3_ROOT).read("checkpoint", "micro", r)["path"][0].as_py()
@@ -82,7 +107,7 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
     query = "SELECT round, count(*) AS n, count_if(correct) AS ok FROM generations GROUP BY round ORDER BY round"
     out = subprocess.run(
         [sys.executable, "-m", "selfimprove.cli", "sql", "--format", "json", query],
-        env={**os.environ, "SELFIMPROVE_WAREHOUSE": S3_ROOT},
+        env=env,
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -186,3 +186,15 @@ def test_driver_killed_rerun_resumes_from_finished_shards(
     assert numbers["reused_rows"] >= finished * 4 and numbers["reused_rows"] + numbers["computed_rows"] == 24
     assert not differing(Warehouse(tmp_path).read("generations", "micro", 0), reference["generations"])
     assert not list(shard_dir.glob("*/shard-*.parquet"))  # the finished run cleared its shards
+
+
+def test_more_workers_than_the_cluster_holds_fail_with_what_is_free(
+    ray_cluster: LocalRayCluster, micro_model: Path
+) -> None:
+    s = micro_spec(execution=ray_execution(ray_cluster, 5, start_timeout=20))  # 5 x 1 CPU on 4 CPUs
+    with pytest.raises(RuntimeError, match=r"5 Ray workers asking .* did not all start within 20 s"):
+        RayEngine(micro_model, s.model, s.execution)
+    deadline = time.monotonic() + 30  # the placed ones were ended: their CPUs are free again
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
