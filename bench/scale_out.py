@@ -92,7 +92,7 @@ def main() -> None:
         for w in (1, 2):
             t = time.perf_counter()
             execution = ExecutionSpec(backend="ray", address=cluster.address, workers=w)
-            engines[f"ray, {w} worker{'s' if w > 1 else ''}"] = RayEngine(path, model, execution)
+            engines[f"ray, {w} worker{'s' if w > 1 else ''}"] = RayEngine(path, model, execution, open_engine)
             startup[f"ray, {w} worker{'s' if w > 1 else ''}"] = time.perf_counter() - t
         warm = argparse.Namespace(**{**vars(args), "n": 1, "max_new_tokens": 8})
         for engine in engines.values():  # first calls pay one-time costs (allocator, kernels) in every process

@@ -18,16 +18,18 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from selfimprove.resources.engine import Engine, Generation, Sampling
-from selfimprove.spec import ExecutionSpec, ModelSpec, RayResources
+
+if TYPE_CHECKING:
+    from selfimprove.spec import ExecutionSpec, ModelSpec, RayResources
 
 log = logging.getLogger(__name__)
 
 U = TypeVar("U")
 R = TypeVar("R")
-Opener = Callable[[str, ModelSpec], Engine]
+Opener = Callable[[str, "ModelSpec"], Engine]
 
 
 class RayNotInstalledError(ImportError):
@@ -75,13 +77,11 @@ def ray_options(resources: RayResources) -> dict[str, Any]:
 class EngineWorker:
     """The body of one Ray actor: one engine, loaded once in `__init__` (again after a restart)."""
 
-    def __init__(self, path: str, model_json: str, threads: int, opener: Opener | None) -> None:
+    def __init__(self, path: str, model: ModelSpec, threads: int, opener: Opener) -> None:
         import torch
 
-        from selfimprove.resources.engines import open_engine
-
         torch.set_num_threads(threads)
-        self.engine = (opener or open_engine)(path, ModelSpec.model_validate_json(model_json))
+        self.engine = opener(path, model)
 
     def identity(self) -> tuple[str, str, int, str]:
         """(weight digest, engine name, pid, node id) of this worker."""
@@ -105,9 +105,8 @@ class EngineWorker:
 class RayEngine:
     """`execution.workers` engine actors on a Ray cluster, all serving the same weights."""
 
-    def __init__(
-        self, path: str | Path, model: ModelSpec, execution: ExecutionSpec, opener: Opener | None = None
-    ) -> None:
+    def __init__(self, path: str | Path, model: ModelSpec, execution: ExecutionSpec, opener: Opener) -> None:
+        """`opener(path, model)` builds a worker's engine (`engines.open_engine`); it travels to the workers."""
         ray = connect(execution)
         from ray.util import ActorPool
 
@@ -118,7 +117,7 @@ class RayEngine:
             scheduling_strategy="SPREAD",
         )
         self._ray = ray
-        args = (str(path), model.model_dump_json(), execution.threads, opener)
+        args = (str(path), model, execution.threads, opener)
         self.actors = [actor.remote(*args) for _ in range(execution.workers)]
         try:
             self.workers = ray.get([a.identity.remote() for a in self.actors], timeout=execution.start_timeout)

@@ -193,7 +193,7 @@ def test_more_workers_than_the_cluster_holds_fail_with_what_is_free(
 ) -> None:
     s = micro_spec(execution=ray_execution(ray_cluster, 5, start_timeout=20))  # 5 x 1 CPU on 4 CPUs
     with pytest.raises(RuntimeError, match=r"5 Ray workers asking .* did not all start within 20 s"):
-        RayEngine(micro_model, s.model, s.execution)
+        RayEngine(micro_model, s.model, s.execution, engines_mod.open_engine)
     deadline = time.monotonic() + 30  # the placed ones were ended: their CPUs are free again
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
         assert time.monotonic() < deadline
