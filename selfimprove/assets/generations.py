@@ -5,7 +5,8 @@ import pyarrow as pa
 from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
-from selfimprove.assets.sampling import problems_of, sample_and_grade, staged_run, task_sampling
+from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
+from selfimprove.assets.shards import staged_run
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 
@@ -54,7 +55,7 @@ def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             extra={"model_path": manifest["path"]},
             stats=stats,
         )
-        warehouse.get().clear_shards("generations", exp.name, r, run_key)
+        warehouse.get().clear_staging("generations", exp.name, r)  # this run's shards and any older ones
         acc = sum(table.column("correct").to_pylist()) / max(1, table.num_rows)
         context.log.info(f"round {r}: {table.num_rows} samples, accuracy {acc:.3f}")
         return output(

@@ -6,9 +6,10 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from selfimprove.assets.common import Experiment, output, state_dir
+from selfimprove.assets.common import Experiment, output
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
+from selfimprove.state import state_dir, to_state
 
 CODE_VERSION = "1"
 
@@ -27,14 +28,16 @@ def resolve_model(model: ModelSpec) -> Path:
 
 def base_model_manifest(model: ModelSpec) -> pa.Table:
     path = resolve_model(model)
-    net, _ = load_model(path, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+    net, _ = load_model(
+        path, dtype=model.dtype, trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle
+    )
     info_file = path / "selfimprove_model.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     return pa.Table.from_pylist(
         [
             {
-                "path": str(path),
-                "base_path": str(path),
+                "path": to_state(path),  # relative inside the state folder: a moved home keeps working
+                "base_path": to_state(path),
                 "weight_digest": weight_digest(net),
                 "n_params": sum(p.numel() for p in net.parameters()),
                 "flops": float(info.get("flops", 0.0)) or None,

@@ -6,11 +6,13 @@ import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from selfimprove.resources.engine import Engine
+from selfimprove.state import from_state
 
 if TYPE_CHECKING:
     from selfimprove.spec import ExecutionSpec, ModelSpec
@@ -29,6 +31,7 @@ def _transformers(path: str | Path, model: ModelSpec) -> Engine:
         dtype=model.dtype,
         batch_size=model.batch_size,
         trust_remote_code=model.trust_remote_code,
+        allow_pickle=model.allow_pickle,
     )
 
 
@@ -43,8 +46,8 @@ ENGINES: dict[str, Callable[[str | Path, ModelSpec], Engine]] = {"transformers":
 
 
 def open_engine(path: str | Path, model: ModelSpec) -> Engine:
-    """Construct the engine the spec names on a local checkpoint folder."""
-    return ENGINES[model.engine](path, model)
+    """Construct the engine the spec names on a local checkpoint folder (relative: in the state folder)."""
+    return ENGINES[model.engine](from_state(path), model)
 
 
 class EngineResource(dg.ConfigurableResource):
@@ -53,12 +56,27 @@ class EngineResource(dg.ConfigurableResource):
     With the in-process executor, a round's generation, verification and eval stages therefore load
     their model once; `release()` frees it before LoRA training needs the device. With
     `execution.backend: ray` the engine is a `RayEngine`: `execution.workers` actors, each loading the
-    model once, kept for every stage of the run until `release()` ends them.
+    model once, kept for every stage of the run until `release()` ends them. Every step of the
+    `model` pool uses this resource, so its setup registers the run's process (`instance.register_run`):
+    a run killed while holding the pool can then be told dead and its slot freed.
     """
 
+    _watch: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from selfimprove.instance import register_run
+
+        self._watch = register_run(context)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
     def get(self, path: str | Path, model: ModelSpec, execution: ExecutionSpec | None = None) -> Engine:
+        """The engine on `path`; a relative path (as manifests record it) lies in the state folder."""
+        path = from_state(path).resolve()
         ray = execution is not None and execution.backend == "ray"
-        key = (str(Path(path).resolve()), model.model_dump_json(), execution.model_dump_json() if ray else "")
+        key = (str(path), model.model_dump_json(), execution.model_dump_json() if ray else "")
         if key not in _loaded:
             self.release()
             if ray:

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from selfimprove.state import from_state
+
 
 class ModelLoadError(RuntimeError):
     """A model path that is missing or does not hold a loadable checkpoint."""
@@ -34,12 +36,27 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def adapter_base_path(path: str | Path) -> str:
-    """The base model a peft adapter folder was trained on."""
+    """The base model a peft adapter folder was trained on (a relative base lies relative to the adapter)."""
     cfg = json.loads((Path(path) / "adapter_config.json").read_text())
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(f"{path}/adapter_config.json names no base_model_name_or_path")
-    return str(base)
+    return str(base) if Path(base).is_absolute() else str((Path(path) / base).resolve())
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> None:
+    """Safetensors only: a folder whose weights are pickle files loads only when the spec opts in."""
+    if allow_pickle or any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(f.name for f in path.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise ModelLoadError(
+            f"{path} holds pickle weights only ({', '.join(pickled)}): loading pickle can run code. Convert them "
+            "to safetensors, or set model.allow_pickle: true if you trust the files"
+        )
 
 
 def _check_model_dir(path: Path) -> None:
@@ -56,19 +73,31 @@ def load_model(
     device: str = "cpu",
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> tuple[Any, Any]:
-    """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged."""
+    """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged.
+
+    A relative path is one a manifest recorded: it lies in the state folder (`selfimprove.state`).
+    Weights must be safetensors unless `allow_pickle` (the spec's `model.allow_pickle`).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path).expanduser().resolve()
+    path = from_state(path).resolve()
     _check_model_dir(path)
     torch_dtype = getattr(torch, dtype)
     adapter = is_adapter(path)
     base_path = Path(adapter_base_path(path)) if adapter else path
     if adapter:
         _check_model_dir(base_path)
+        _check_weights(path, allow_pickle)
+    _check_weights(base_path, allow_pickle)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_path,
+            dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+        )
         if adapter:
             from peft import PeftModel
 

@@ -18,6 +18,7 @@ Further keys: `kind`, `instruction`, `chat_instruction`, `q_prefix`, `a_prefix`,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -132,7 +133,10 @@ class CustomTask(FewShotTask):
 
     def _read_file(self, source: str | Path) -> list[Problem]:
         problems = []
-        for where, row in read_rows(source):
+        rows = list(read_rows(source))
+        if not rows:
+            raise TaskDataError(f"{source}: no rows (the file is empty)")
+        for where, row in rows:
             question = require_str(row, self.question_field, where)
             reference, answers = self._reference(row, where)
             solution = row.get(self.solution_field)
@@ -150,10 +154,26 @@ class CustomTask(FewShotTask):
             return [p for p in self._read_file(self.eval_path) if p.prompt_id not in train_ids]
         return hash_side(self._read_file(self.path), side, self.split_seed, self.eval_fraction)
 
+    def load(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        try:
+            return super().load(n, seed, split)
+        except TaskDataError:
+            raise
+        except ValueError as e:
+            source = self.eval_path if self.eval_path is not None and split != "train" else self.path
+            raise TaskDataError(f"{source} ({split} side): {e}") from None
+
     def shot_answer(self, problem: Problem) -> str:
         return str(problem.meta.get("solution") or problem.reference).strip()
 
     # -- answers --------------------------------------------------------------------------------
+    def grading_config(self) -> str:
+        """The settings answers and verdicts depend on (part of every cached row's grading key)."""
+        regexes = {
+            k: getattr(self, k).pattern if getattr(self, k) else None for k in ("answer_regex", "extractor_regex")
+        }
+        return json.dumps({"extractor": self.extractor, "grader": self.grader, **regexes}, sort_keys=True)
+
     def extract_answer(self, completion: str) -> str | None:
         if self.extractor == "number":
             return extract_number(completion)
