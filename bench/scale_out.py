@@ -1,6 +1,6 @@
 """A generation stage in-process vs on 1 and 2 Ray workers, side by side in one run, 1 thread per worker.
 
-    python bench/scale_out.py --size default --prompts 64 --n 8 --shard-prompts 8 --repeats 3
+    python bench/scale_out.py --size default --prompts 256 --n 8 --shard-prompts 32 --repeats 3
 
 Starts a real two-node Ray cluster on this machine (`ray start`, 2 logical CPUs per node, so the idle
 workers of the other modes stay placed; stopped at the end),
@@ -61,9 +61,9 @@ def stage(engine: Engine, args: argparse.Namespace, problems: list[tuple[Problem
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", default="default")
-    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--prompts", type=int, default=256)
     p.add_argument("--n", type=int, default=8)
-    p.add_argument("--shard-prompts", type=int, default=8)
+    p.add_argument("--shard-prompts", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench/out/scale_out.json")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+import selfimprove.resources.engines as engines_mod
+from selfimprove.definitions import build_definitions
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.ray_engine import RayNotInstalledError
 from selfimprove.spec import SpecError, load_spec, parse_spec
@@ -52,11 +55,20 @@ def test_bad_block_names_the_field(block: dict, field: str) -> None:
     assert field in str(err.value)
 
 
-def test_execution_never_enters_a_cache_key() -> None:
-    """Rows do not depend on the backend, so switching it must reuse every cached row."""
-    a = micro_spec()
-    b = micro_spec(execution={"backend": "ray", "workers": 3})
-    assert a.generation == b.generation and a.verification == b.verification and a.distill == b.distill
+def test_switching_to_ray_reuses_every_cached_row(micro_model: Path, tmp_path: Path) -> None:
+    """`execution` enters no key: after an in-process run, the same stages with backend ray reuse every row
+    and never connect to Ray (no engine is built), so this runs without ray installed."""
+    stages = {dg.AssetKey(["micro", "base_model"]), dg.AssetKey(["micro", "prompts"])}
+    stages |= {dg.AssetKey(["micro", "round_0", s]) for s in ("generations", "verifications", "eval")}
+    for spec in (micro_spec(), micro_spec(execution={"backend": "ray", "address": "127.0.0.1:1", "workers": 3})):
+        EngineResource().release()
+        job = build_definitions([spec], root=str(tmp_path)).resolve_implicit_global_asset_job_def()
+        result = job.get_subset(asset_selection=stages).execute_in_process(instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+    for stage in ("generations", "verifications"):
+        meta = result.asset_materializations_for_node(f"micro__round_0__{stage}")[-1].metadata
+        assert meta["computed_rows"].value == 0 and meta["reused_rows"].value > 0
+    assert not engines_mod._loaded  # no engine, no Ray connection
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed here (tests/ray)")
