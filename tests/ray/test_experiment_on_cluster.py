@@ -27,7 +27,7 @@ from tests.ray.test_ray_backend import differing
 
 ray = pytest.importorskip("ray", reason="ray is not installed here: run `make test-ray` (.venv-ray)")
 
-ROUNDS = 2
+ROUNDS = 1  # round 0's LoRA step on Ray, and round 1's eval on its checkpoint
 STAGES = ["generations", "verifications", "eval"]
 S3_ROOT = "s3://warehouse/selfimprove"
 
@@ -94,7 +94,7 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
         )
         assert not differing(ours, theirs), f"round {r} {stage} differs on Ray"
     trainer_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("trainer"))
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         for r in range(ROUNDS):
             event = instance.get_latest_materialization_event(dg.AssetKey(["micro", f"round_{r}", "checkpoint"]))
             meta = event.asset_materialization.metadata  # type: ignore[union-attr]
@@ -102,7 +102,8 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
     for r in range(ROUNDS):
         ours = Warehouse(S3_ROOT).read("checkpoint", "micro", r).column("weight_digest")[0].as_py()
         theirs = Warehouse(str(local)).read("checkpoint", "micro", r).column("weight_digest")[0].as_py()
-        assert ours == theirs and str(home) in Warehouse(S3_ROOT).read("checkpoint", "micro", r)["path"][0].as_py()
+        path = Warehouse(S3_ROOT).read("checkpoint", "micro", r)["path"][0].as_py()  # relative to the state home
+        assert ours == theirs and (home / path / "adapter_config.json").is_file()  # written by the Ray task
 
     query = "SELECT round, count(*) AS n, count_if(correct) AS ok FROM generations GROUP BY round ORDER BY round"
     out = subprocess.run(

@@ -140,8 +140,6 @@ from selfimprove.definitions import build_definitions
 from selfimprove.spec import parse_spec
 from tests.ray.helpers import slow_open
 
-ray = pytest.importorskip("ray", reason="ray is not installed here: run `make test-ray` (.venv-ray)")
-
 root, data = sys.argv[1], json.loads(sys.argv[2])
 engines.open_engine = functools.partial(slow_open, delay=2.0)
 job = build_definitions([parse_spec(data)], root=root).resolve_implicit_global_asset_job_def()
