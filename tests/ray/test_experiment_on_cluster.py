@@ -105,7 +105,7 @@ def test_experiment_on_ray_cluster_with_s3_warehouse(
         path = Warehouse(S3_ROOT).read("checkpoint", "micro", r)["path"][0].as_py()  # relative to the state home
         assert ours == theirs and (home / path / "adapter_config.json").is_file()  # written by the Ray task
 
-    query = "SELECT round, count(*) AS n, count_if(correct)::INTEGER AS ok FROM generations GROUP BY round ORDER BY round"
+    query = "SELECT round, count(*) AS n, count_if(correct)::INTEGER AS ok FROM generations GROUP BY 1 ORDER BY 1"
     out = subprocess.run(
         [sys.executable, "-m", "selfimprove.cli", "sql", "--format", "json", query],
         env=env,
