@@ -23,11 +23,6 @@ test: setup
 	$(VENV)/bin/ruff check selfimprove tests bench
 	$(VENV)/bin/pytest -q
 
-# The fault-injection group: kill -9 at every stage of a round, reruns, dead runs (docs/reliability.md).
-test-faults: setup
-	mkdir -p $(DAGSTER_HOME)
-	SELFIMPROVE_FAULTS=1 $(VENV)/bin/pytest -q -s tests/faults
-
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/selfimprove dev -w workspace.yaml
