@@ -33,7 +33,7 @@ S3_ROOT = "s3://warehouse/selfimprove"
 
 
 def run(spec: ExperimentSpec, root: str) -> dg.ExecuteInProcessResult:
-    job = build_definitions([spec], root=root).get_job_def("micro_job")
+    job = build_definitions([spec], root=root).resolve_job_def("micro_job")
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     return result
