@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm test-faults
+.PHONY: setup demo test lint dev setup-vllm test-vllm test-faults setup-ray test-ray
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -48,3 +48,20 @@ setup-vllm: $(VLLM_VENV)/.installed
 test-vllm: setup-vllm
 	mkdir -p $(DAGSTER_HOME)
 	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/vllm
+
+# The Ray + object storage group, in its own venv with the [ray] and [s3] extras and moto's S3 server:
+# a real two-node Ray cluster on this machine (ray start, own ports and temp dir, stopped by the tests),
+# experiments with execution.backend: ray over it, and a warehouse on s3:// (docs/scale-out.md).
+RAY_VENV ?= .venv-ray
+
+$(RAY_VENV)/.installed: pyproject.toml constraints/cpu.txt
+	python3 -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install -q --upgrade pip
+	$(RAY_VENV)/bin/pip install -q -c constraints/cpu.txt -e '.[dev,ray,s3]' 'moto[server]>=5.2,<6'
+	touch $@
+
+setup-ray: $(RAY_VENV)/.installed
+
+test-ray: setup-ray
+	mkdir -p $(DAGSTER_HOME)
+	$(RAY_VENV)/bin/pytest -q tests/ray

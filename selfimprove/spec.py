@@ -206,6 +206,44 @@ class GapSpec(Strict):
     max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
 
 
+class RayResources(Strict):
+    """What one Ray actor or task asks the cluster for (Ray's own resource names)."""
+
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    memory: Int | None = Field(None, gt=0)  # bytes of heap memory to reserve
+    resources: dict[str, float] = Field(default_factory=dict)  # custom resources, e.g. {"accelerator_type:H100": 0.01}
+
+
+class ExecutionSpec(Strict):
+    """Where the model stages run. Rows never depend on it: any backend and any worker count give the same
+    tables (docs/scale-out.md)."""
+
+    backend: Literal["in_process", "ray"] = "in_process"
+    # Ray only: "auto" joins the cluster this machine belongs to (or $RAY_ADDRESS), "host:port" a head node,
+    # "ray://host:10001" a Ray Client server; None starts a one-node Ray inside the process.
+    address: str | None = None
+    workers: Int = Field(1, gt=0, le=100_000)  # engine actors; each loads the round's model once and takes whole shards
+    worker_resources: RayResources = RayResources()
+    train_resources: RayResources = RayResources()  # the LoRA step, run as one Ray task
+    threads_per_worker: Int | None = Field(None, gt=0, le=4096)  # torch threads per actor; None: num_cpus
+    max_restarts: Int = Field(3, ge=0, le=1000)  # restarts of a dead actor (its shard is retried)
+    start_timeout: float = Field(600, gt=0)  # seconds for every worker to be placed and load its model
+    runtime_env: dict[str, object] = Field(default_factory=dict)  # passed to ray.init (env_vars, working_dir, ...)
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> ExecutionSpec:
+        if self.backend == "in_process":
+            set_fields = sorted(self.model_fields_set - {"backend"})
+            if set_fields:
+                raise ValueError(f"{', '.join(set_fields)} apply to backend: ray only")
+        return self
+
+    @property
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, int(self.worker_resources.num_cpus))
+
+
 class ExperimentSpec(Strict):
     name: DagsterName
     description: str = ""
@@ -217,6 +255,7 @@ class ExperimentSpec(Strict):
     distill: DistillSpec = DistillSpec()
     eval: EvalSpec = EvalSpec()
     gap: GapSpec = GapSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     rounds: Int = Field(3, ge=1, le=1000)
     seed: Int = Field(0, ge=0, lt=1 << 32)
 

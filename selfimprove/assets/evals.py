@@ -101,7 +101,7 @@ def eval_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         table = eval_rows(
             exp,
             r,
-            lambda: engines.get(manifest["path"], exp.spec.model),
+            lambda: engines.get(manifest["path"], exp.spec.model, exp.spec.execution),
             prompts,
             warehouse.get(),
             weight_digest=manifest["weight_digest"],
