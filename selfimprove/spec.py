@@ -21,9 +21,10 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """Either an embedded size (trained locally) or a local HF checkpoint path."""
+    """An embedded size (trained locally), a buildable pretrained model by name, or a local HF checkpoint path."""
 
     embedded: str | None = None
+    pretrained: str | None = None  # built once by `selfimprove models build NAME` (resources/pretrained.py)
     path: str | None = None
     engine: Literal["transformers", "vllm"] = "transformers"
     device: str = "cpu"
@@ -40,9 +41,20 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.embedded is None) == (self.path is None):
-            raise ValueError("give exactly one of model.embedded (a size) or model.path (a local folder)")
+        if [self.embedded, self.pretrained, self.path].count(None) != 2:
+            raise ValueError(
+                "give exactly one of model.embedded (a size), model.pretrained (a name) or model.path (a local folder)"
+            )
         return self
+
+    @field_validator("pretrained")
+    @classmethod
+    def _known_pretrained(cls, v: str | None) -> str | None:
+        from selfimprove.resources.pretrained import RECIPES
+
+        if v is not None and v not in RECIPES:
+            raise ValueError(f"unknown pretrained model {v!r}: buildable ones are {sorted(RECIPES)}")
+        return v
 
 
 class TaskSpec(_Strict):

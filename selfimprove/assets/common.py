@@ -43,9 +43,15 @@ class Experiment:
 
     @cached_property
     def task(self) -> Task:
+        """The task; chat-style prompts without a `tokenizer` option use the experiment model's tokenizer."""
         from selfimprove.tasks.registry import get_task
 
-        return get_task(self.spec.task.name, **self.spec.task.options)
+        options = dict(self.spec.task.options)
+        if options.get("style") == "chat" and "tokenizer" not in options and not self.embedded:
+            from selfimprove.assets.models import resolve_model
+
+            options["tokenizer"] = str(resolve_model(self.spec.model))
+        return get_task(self.spec.task.name, **options)
 
     @property
     def embedded(self) -> bool:

@@ -1,4 +1,5 @@
-"""The base model asset: an embedded size trained locally, or a local HF checkpoint."""
+"""The base model asset: an embedded size trained locally, a pretrained model built from its recipe, or a local
+HF checkpoint."""
 
 import json
 from pathlib import Path
@@ -13,12 +14,22 @@ from selfimprove.spec import ModelSpec
 CODE_VERSION = "1"
 
 
+def pretrained_root() -> Path:
+    """Where `model.pretrained` folders are built (resources/pretrained.py)."""
+    return state_dir() / "models" / "pretrained"
+
+
 def resolve_model(model: ModelSpec) -> Path:
-    """The local folder of a model spec; an embedded size is pretrained once and then reused."""
+    """The local folder of a model spec; an embedded size is pretrained once and a pretrained model built
+    once, then reused."""
     if model.embedded is not None:
         from selfimprove.toy.pretrain import ensure_pretrained
 
         return Path(ensure_pretrained(model.embedded, state_dir() / "models" / "embedded", seed=model.seed))
+    if model.pretrained is not None:
+        from selfimprove.resources.pretrained import build
+
+        return build(model.pretrained, pretrained_root())
     path = Path(str(model.path)).expanduser().resolve()
     if not path.is_dir():
         raise ModelLoadError(f"model.path {path} does not exist or is not a folder")
@@ -38,7 +49,7 @@ def base_model_manifest(model: ModelSpec) -> pa.Table:
                 "weight_digest": weight_digest(net),
                 "n_params": sum(p.numel() for p in net.parameters()),
                 "flops": float(info.get("flops", 0.0)) or None,
-                "size": model.embedded or path.name,
+                "size": model.embedded or model.pretrained or path.name,
                 "seed": model.seed,
             }
         ]

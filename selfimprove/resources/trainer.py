@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from selfimprove.resources.models import load_model, weight_digest
+from selfimprove.resources.models import load_model, prompt_ids, text_ids, weight_digest
 from selfimprove.spec import DistillSpec
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,8 @@ class TrainExample:
 
 def _encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
     """Token ids and labels; prompt positions are masked with -100."""
-    prompt = list(tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
-    if tokenizer.bos_token_id is not None:
-        prompt = [tokenizer.bos_token_id, *prompt]
-    completion = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
+    prompt = prompt_ids(tokenizer, ex.prompt)
+    completion = text_ids(tokenizer, ex.completion)
     if tokenizer.eos_token_id is not None:
         completion.append(tokenizer.eos_token_id)
     return prompt + completion, [-100] * len(prompt) + completion

@@ -127,7 +127,17 @@ def shot_solution(solution: str) -> str:
     return f"{body}\nThe answer is {final.strip()}."
 
 
-class GSM8KTask(FewShotTask):
+class NumericAnswers:
+    """The final number of a completion, graded by exact numeric equality (GSM8K, word problems)."""
+
+    def extract_answer(self, completion: str) -> str | None:
+        return extract_number(completion)
+
+    def grade(self, problem: Problem, completion: str) -> bool:
+        return numbers_equal(self.extract_answer(completion), problem.reference)
+
+
+class GSM8KTask(NumericAnswers, FewShotTask):
     """GSM8K. 'train' prompts come from train.jsonl, 'eval' prompts from test.jsonl."""
 
     name = "gsm8k"
@@ -176,9 +186,3 @@ class GSM8KTask(FewShotTask):
 
     def shot_answer(self, problem: Problem) -> str:
         return shot_solution(problem.meta["solution"])
-
-    def extract_answer(self, completion: str) -> str | None:
-        return extract_number(completion)
-
-    def grade(self, problem: Problem, completion: str) -> bool:
-        return numbers_equal(self.extract_answer(completion), problem.reference)
