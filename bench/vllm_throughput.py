@@ -39,7 +39,7 @@ def resolve_model(model: str, size: str, cache: str, pretrained: str = "") -> Pa
     from selfimprove.toy.pretrain import ensure_pretrained
 
     if pretrained:
-        from selfimprove.assets.models import pretrained_root
+        from selfimprove.assets.common import pretrained_root
         from selfimprove.resources.pretrained import build
 
         return build(pretrained, pretrained_root())

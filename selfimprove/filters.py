@@ -8,7 +8,8 @@ per-verifier masks or scores given as a dict name -> array or as a list of array
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -17,6 +18,8 @@ from numpy.typing import ArrayLike
 from selfimprove.metrics import FloatArray, IntArray, factorize, group_average_ranks
 
 __all__ = [
+    "FILTERS",
+    "Filter",
     "and_ensemble",
     "apply_empty_policy",
     "mean_ensemble",
@@ -168,3 +171,23 @@ def apply_empty_policy(
     pick = best[empty[best] & ~np.isnan(s[best])]
     w[pick] = 1.0
     return w
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A selection rule as configured by name: `apply(prompt_ids, scores, value)` with `value` the spec
+    field `param` (FilterSpec.alpha, .tau, .k or .beta)."""
+
+    apply: Callable[[ArrayLike, ArrayLike, float], FloatArray]
+    param: str
+
+
+FILTERS: dict[str, Filter] = {
+    "quantile": Filter(quantile_filter, "alpha"),
+    "threshold": Filter(lambda ids, s, tau: threshold_filter(s, tau), "tau"),
+    "topk": Filter(lambda ids, s, k: topk_filter(ids, s, int(k)), "k"),
+    "reweight": Filter(reweight, "beta"),
+}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from selfimprove.filters import FILTERS
 from selfimprove.resources.engine import Sampling
 
 
@@ -16,17 +17,69 @@ class SpecError(ValueError):
     """An experiment spec that does not validate; the message names the file and the field."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A spec section: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelSpec(_Strict):
+def _dagster_name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]+", v):
+        raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
+    return v
+
+
+DagsterName = Annotated[str, AfterValidator(_dagster_name)]
+
+
+def _known_method(v: str) -> str:
+    from selfimprove.verification import VERIFIERS  # the registry imports this module only for typing
+
+    if v not in VERIFIERS:
+        raise ValueError(f"unknown verification method {v!r}; known: {', '.join(repr(m) for m in VERIFIERS)}")
+    return v
+
+
+def _each_once(v: list[str]) -> list[str]:
+    if not v or len(set(v)) != len(v):
+        raise ValueError("list at least one method, each once")
+    return v
+
+
+def _known_filter(v: str) -> str:
+    if v not in FILTERS:
+        raise ValueError(f"unknown filter kind {v!r}; known: {', '.join(repr(k) for k in FILTERS)}")
+    return v
+
+
+def _known_engine(v: str) -> str:
+    from selfimprove.resources.engines import ENGINES  # the engine registry imports this module's ModelSpec
+
+    if v not in ENGINES:
+        raise ValueError(f"unknown engine {v!r}; known: {', '.join(repr(k) for k in ENGINES)}")
+    return v
+
+
+def _known_pretrained(v: str | None) -> str | None:
+    from selfimprove.resources.pretrained import RECIPES
+
+    if v is not None and v not in RECIPES:
+        raise ValueError(f"unknown pretrained model {v!r}: buildable ones are {sorted(RECIPES)}")
+    return v
+
+
+FilterKind = Annotated[str, AfterValidator(_known_filter)]
+MethodList = Annotated[list[Annotated[str, AfterValidator(_known_method)]], AfterValidator(_each_once)]
+
+
+class ModelSpec(Strict):
     """An embedded size (trained locally), a buildable pretrained model by name, or a local HF checkpoint path."""
 
     embedded: str | None = None
-    pretrained: str | None = None  # built once by `selfimprove models build NAME` (resources/pretrained.py)
+    # built once by `selfimprove models build NAME` (resources/pretrained.py)
+    pretrained: Annotated[str | None, AfterValidator(_known_pretrained)] = None
     path: str | None = None
-    engine: Literal["transformers", "vllm"] = "transformers"
+    engine: Annotated[str, AfterValidator(_known_engine)] = "transformers"
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = Field(256, gt=0)
@@ -47,24 +100,15 @@ class ModelSpec(_Strict):
             )
         return self
 
-    @field_validator("pretrained")
-    @classmethod
-    def _known_pretrained(cls, v: str | None) -> str | None:
-        from selfimprove.resources.pretrained import RECIPES
 
-        if v is not None and v not in RECIPES:
-            raise ValueError(f"unknown pretrained model {v!r}: buildable ones are {sorted(RECIPES)}")
-        return v
-
-
-class TaskSpec(_Strict):
+class TaskSpec(Strict):
     name: str = "arithmetic"
     options: dict[str, object] = Field(default_factory=dict)
     train_prompts: int = Field(64, gt=0)
     eval_prompts: int = Field(200, gt=0)
 
 
-class SamplingSpec(_Strict):
+class SamplingSpec(Strict):
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(96, gt=0)
@@ -79,7 +123,7 @@ class GenerationSpec(SamplingSpec):
 
 
 class VerificationSpec(SamplingSpec):
-    methods: list[Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]] = ["mc"]
+    methods: MethodList = ["mc"]
     k: int = Field(1, gt=0)
     temperature: float = Field(0.0, ge=0)
     tournament_rounds: int = Field(2, gt=0)
@@ -90,16 +134,9 @@ class VerificationSpec(SamplingSpec):
     style: Literal["auto", "embedded", "fewshot", "chat"] = "auto"
     templates: dict[str, str] = Field(default_factory=dict)  # per-method prompt overrides
 
-    @field_validator("methods")
-    @classmethod
-    def _nonempty(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("list at least one method, each once")
-        return v
 
-
-class FilterSpec(_Strict):
-    kind: Literal["quantile", "threshold", "topk", "reweight"] = "quantile"
+class FilterSpec(Strict):
+    kind: FilterKind = "quantile"
     alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
     tau: float = 0.5  # threshold
     k: int = Field(1, gt=0)  # top-k per prompt
@@ -108,7 +145,7 @@ class FilterSpec(_Strict):
     empty: Literal["skip", "best"] = "skip"
 
 
-class DistillSpec(_Strict):
+class DistillSpec(Strict):
     mode: Literal["continue", "fresh", "merge"] = "continue"
     r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
@@ -121,18 +158,18 @@ class DistillSpec(_Strict):
     dtype: str = "float32"
 
 
-class EvalSpec(_Strict):
+class EvalSpec(Strict):
     samples: int = Field(4, ge=0)  # sampled completions per held-out prompt (mean sampled accuracy)
 
 
-class GapSpec(_Strict):
+class GapSpec(Strict):
     bootstrap: int = Field(1000, gt=0)
     block_distill_if_gap_le_zero: bool = False
     max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
 
 
-class ExperimentSpec(_Strict):
-    name: str
+class ExperimentSpec(Strict):
+    name: DagsterName
     description: str = ""
     model: ModelSpec
     task: TaskSpec = TaskSpec()
@@ -153,30 +190,35 @@ class ExperimentSpec(_Strict):
             object.__setattr__(self, "verification", v.model_copy(update={"style": style}))
         return self
 
-    @field_validator("name")
-    @classmethod
-    def _dagster_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_]+", v):
-            raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
-        return v
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: object, source: str, what: str = "experiment") -> M:
+    """`data` as a `model`, or a SpecError naming the source and every invalid field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
+        raise SpecError(f"{source}: invalid {what} spec: {problems}") from None
+
+
+def read_yaml(path: str | Path, what: str = "experiment") -> object:
+    """The parsed YAML of a spec file, or a SpecError naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the {what} file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
 
 
 def parse_spec(data: object, source: str = "<spec>") -> ExperimentSpec:
-    try:
-        return ExperimentSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
-        raise SpecError(f"{source}: invalid experiment spec: {problems}") from None
+    return validate(ExperimentSpec, data, source)
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such experiment file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the experiment file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_spec(data, str(path))
+    return parse_spec(read_yaml(path), str(path))

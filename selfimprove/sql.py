@@ -1,4 +1,4 @@
-"""Read-only SQL over the warehouse: `selfimprove sql "SELECT ..."`.
+"""Read-only SQL over the warehouse (the engine of `selfimprove sql "SELECT ..."`).
 
 `catalog` builds an in-memory DuckDB with one view per stage over the Parquet globs, so no process
 holds a lock on a catalog file while runs write. Two fences keep queries read-only:
@@ -11,21 +11,18 @@ holds a lock on a catalog file while runs write. Two fences keep queries read-on
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import os
 import re
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from selfimprove.resources.warehouse import Warehouse, default_root
+from selfimprove.resources.warehouse import Warehouse
 
 Root = str | os.PathLike[str] | Warehouse
 
@@ -257,42 +254,3 @@ def format_json(table: pa.Table) -> str:
 
 
 FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
-
-
-# --- CLI ----------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="selfimprove sql", description="Run a read-only SQL query over the warehouse views.")
-    p.add_argument("query", nargs="?", help='SQL, e.g. "SELECT round, count(*) FROM generations GROUP BY 1"')
-    p.add_argument("--file", "-f", type=Path, help="read the SQL from this file instead")
-    p.add_argument("--format", choices=sorted(FORMATS), default="table", help="output format (default table)")
-    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE or ./.selfimprove/warehouse)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`selfimprove sql`: 0 on success, 2 on any error (one line on stderr)."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    if (args.query is None) == (args.file is None):
-        print("selfimprove sql: error: give exactly one of QUERY or --file", file=sys.stderr)
-        return 2
-    try:
-        sql = args.query if args.file is None else args.file.read_text()
-        table = run_query(args.warehouse or default_root(), sql)
-    except (SqlError, OSError, ValueError) as e:
-        print(f"selfimprove sql: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    sys.stdout.write(FORMATS[args.format](table))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,17 +16,10 @@ import pytest
 
 from selfimprove.assets import plots
 from selfimprove.assets.gaps import gap_rows
-from selfimprove.assets.reports import (
-    FIGURES,
-    diversity_verdict,
-    gap_verdict,
-    markdown,
-    per_prompt_pass_at,
-    report_rows,
-    verdicts,
-)
+from selfimprove.assets.reports import FIGURES, markdown, per_prompt_pass_at, report_rows
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.verdicts import diversity_verdict, gap_verdict, verdicts
 from tests.conftest import micro_spec
 
 # Round 0: 3 prompts x 4 samples with 1, 2 and 0 correct; round 1 collapses onto one answer per prompt.

@@ -13,12 +13,12 @@ import yaml
 
 from selfimprove import metrics
 from selfimprove.assets import plots
-from selfimprove.assets.reports import scaling_verdict
 from selfimprove.assets.scaling import add_fits, cross_matrices, fit_summary, model_info
 from selfimprove.definitions import build_definitions
 from selfimprove.pipelines.study import Study, parse_study
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import SpecError, parse_spec
+from selfimprove.verdicts import scaling_verdict
 from tests.conftest import MICRO_SPEC
 
 

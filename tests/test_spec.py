@@ -44,7 +44,7 @@ def test_experiments_dir_is_the_repo_folder() -> None:
 def test_every_experiment_yaml_loads(path: Path) -> None:
     spec = load_spec(path)
     assert spec.rounds >= 1
-    assert (spec.model.embedded is None) != (spec.model.path is None)
+    assert [spec.model.embedded, spec.model.pretrained, spec.model.path].count(None) == 2
 
 
 def test_experiment_names_are_unique() -> None:

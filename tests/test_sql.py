@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from selfimprove.cli import main as cli_main
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.sql import (
     ReadOnlyError,
@@ -17,7 +18,6 @@ from selfimprove.sql import (
     UnknownTableError,
     catalog,
     check_read_only,
-    main,
     run_query,
 )
 
@@ -169,7 +169,7 @@ Q = "SELECT round, count(*) AS n, any_value(experiment) AS e FROM generations WH
 
 
 def test_cli_table(wh: Warehouse, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([Q + " ORDER BY 1", "--warehouse", str(wh.root)]) == 0
+    assert sql_main([Q + " ORDER BY 1", "--warehouse", str(wh.root)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "round  n  e",
         "-----  -  ----",
@@ -180,10 +180,10 @@ def test_cli_table(wh: Warehouse, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_csv_and_json(wh: Warehouse, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([Q + " ORDER BY 1", "--warehouse", str(wh.root), "--format", "csv"]) == 0
+    assert sql_main([Q + " ORDER BY 1", "--warehouse", str(wh.root), "--format", "csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows == [["round", "n", "e"], ["0", "1", "beta"], ["1", "2", "beta"]]
-    assert main([Q + " ORDER BY 1", "--warehouse", str(wh.root), "--format", "json"]) == 0
+    assert sql_main([Q + " ORDER BY 1", "--warehouse", str(wh.root), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"round": 0, "n": 1, "e": "beta"}, {"round": 1, "n": 2, "e": "beta"}]
 
 
@@ -193,7 +193,7 @@ def test_cli_file_and_env(
     query = tmp_path / "q.sql"
     query.write_text("SELECT count(*) AS n FROM report;\n")
     monkeypatch.setenv("SELFIMPROVE_WAREHOUSE", str(wh.root))
-    assert main(["--file", str(query), "--format", "json"]) == 0
+    assert sql_main(["--file", str(query), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"n": 2}]
 
 
@@ -210,8 +210,21 @@ def test_cli_file_and_env(
 def test_cli_errors_one_line_exit_2(
     wh: Warehouse, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([*argv, "--warehouse", str(wh.root)]) == 2
+    assert sql_main([*argv, "--warehouse", str(wh.root)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and fragment in captured.err
     assert "Traceback" not in captured.err
+
+
+def sql_main(argv: list[str]) -> int:
+    """`selfimprove sql ARGV` through the one CLI entry point."""
+    return cli_main(["sql", *argv])
+
+
+def test_one_cli_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"    {c} " in out or f"{{{c}" in out or f",{c}" in out for c in ("demo", "study", "sql"))
+    assert cli_main(["nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

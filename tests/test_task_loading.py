@@ -277,10 +277,6 @@ def test_custom_extractors_and_graders(
     task = get_task(spec)
     (p,) = task.problems("train")
     assert task.grade(p, completion) is correct
-    metrics = task.metrics(p, completion)  # type: ignore[attr-defined]
-    assert metrics["correct"] == float(correct)
-    if grader == "normalized_em":
-        assert metrics["f1"] == (1.0 if correct else metrics["f1"])
 
 
 def test_registry() -> None:

@@ -139,7 +139,9 @@ def test_grading_from_a_worker_thread(task: MathTask, pool: list) -> None:
 def test_metrics_and_single_grade(task: MathTask, pool: list) -> None:
     p = pool[0]
     assert task.grade(p, f"So the answer is $\\boxed{{{p.reference}}}$.")
-    assert task.metrics(p, "no answer") == {"correct": 0.0, "timed_out": 0.0}
+    (outcome,) = task.grade_outcomes([p], ["no answer"])
+    assert outcome.ok and not outcome.value and not outcome.timed_out
+    assert task.grade(p, "no answer") is False
 
 
 def test_fewshot_prompt_uses_short_train_solutions(task: MathTask) -> None:

@@ -114,7 +114,7 @@ def test_failed_write_cleans_temp_and_replace_works(tmp_path: Path, monkeypatch:
     assert [p.name for p in (tmp_path / "gen/experiment=e/round=0").iterdir()] == ["data.parquet"]
 
 
-def test_shards_order_resume_and_finalize(tmp_path: Path) -> None:
+def test_shards_order_resume_and_clear(tmp_path: Path) -> None:
     wh = Warehouse(tmp_path)
     key = ("gen", "e", 1)
     wh.write_shard(*key, 2, _t(i=[4, 5]), run_key="run1")
@@ -137,19 +137,26 @@ def test_shards_order_resume_and_finalize(tmp_path: Path) -> None:
     assert not wh.exists(*key)  # shards are not a table until finalized
     assert "gen" not in wh.stages()
 
-    with pytest.raises(ValueError, match="missing"):
-        wh.finalize(*key, "run1", expected=4)
-    res = wh.finalize(*key, "run1", expected=3)
-    assert res.num_rows == 6
-    assert wh.read(*key).column("i").to_pylist() == [0, 1, 2, 3, 4, 5]
+    wh.clear_shards(*key, "run1")
     assert not folder.exists()
     assert wh.read_shards(*key, "run1") == {}
     assert wh.finished_shards(*key, "other") == [0]  # other runs untouched
     wh.clear_shards(*key, "other")
     wh.clear_shards(*key, "other")  # idempotent
     assert wh.read_shards(*key, "other") == {}
-    with pytest.raises(FileNotFoundError):
-        wh.finalize(*key, "run1")
+
+
+def test_write_bytes_is_atomic_and_stays_out_of_tables(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    url = wh.write_bytes("_artifacts/plots/experiment=e/a.png", b"first")
+    assert url == str(tmp_path / "_artifacts/plots/experiment=e/a.png")
+    wh.write_bytes("_artifacts/plots/experiment=e/a.png", b"second")  # replaces in one step
+    assert (tmp_path / "_artifacts/plots/experiment=e/a.png").read_bytes() == b"second"
+    assert not [p for p in (tmp_path / "_staging").rglob("*") if p.is_file()]  # no temp file left
+    assert wh.stages() == []
+    for bad in ("/abs.png", "../up.png", "_artifacts/../x.png", "gen/experiment=e/data.parquet"):
+        with pytest.raises(ValueError, match="rel_path"):
+            wh.write_bytes(bad, b"x")
 
 
 def test_memory_root_round_trip() -> None:
@@ -159,7 +166,7 @@ def test_memory_root_round_trip() -> None:
         res = wh.write("gen", _t(x=[1, 2]), "e", 0)
         assert res.path == f"{root}/gen/experiment=e/round=0/data.parquet"
         wh.write_shard("gen", "e", 1, 0, _t(x=[3]), run_key="r")
-        wh.finalize("gen", "e", 1, "r")
+        wh.write("gen", pa.concat_tables(wh.read_shards("gen", "e", 1, "r").values()), "e", 1)
         assert wh.read("gen", "e", 1).to_pylist() == [{"x": 3, "experiment": "e", "round": 1}]
         assert wh.stages() == ["gen"]
         out = run_query(root, "SELECT round, sum(x) AS s FROM gen GROUP BY round ORDER BY round")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,13 +13,20 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from selfimprove.render import md_table
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
+from selfimprove.verdicts import Verdict, verdict_markdown
 
 
 def state_dir() -> Path:
     """Where local run state lives (models, warehouse): $SELFIMPROVE_HOME or ./.selfimprove."""
     return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
+
+
+def pretrained_root() -> Path:
+    """Where `model.pretrained` folders are built (resources/pretrained.py)."""
+    return state_dir() / "models" / "pretrained"
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,14 @@ class Experiment:
         from selfimprove.tasks.registry import get_task
 
         options = dict(self.spec.task.options)
+        model = self.spec.model
         if options.get("style") == "chat" and "tokenizer" not in options and not self.embedded:
-            from selfimprove.assets.models import resolve_model
+            if model.pretrained is not None:
+                from selfimprove.resources.pretrained import build
 
-            options["tokenizer"] = str(resolve_model(self.spec.model))
+                options["tokenizer"] = str(build(model.pretrained, pretrained_root()))
+            else:
+                options["tokenizer"] = str(Path(str(model.path)).expanduser().resolve())
         return get_task(self.spec.task.name, **options)
 
     @property
@@ -77,11 +89,15 @@ def table_digest(table: pa.Table) -> str:
 def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:
     """A markdown table of the first rows, long cells cut."""
     cols = [c for c in (columns or table.column_names) if c in table.column_names]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in table.select(cols).slice(0, rows).to_pylist():
-        cells = [str(r[c]).replace("\n", "⏎").replace("|", "\\|")[:60] for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return md_table(table.select(cols).slice(0, rows).to_pylist(), cols, max_chars=60)
+
+
+def verdict_metadata(found: Sequence[Verdict]) -> dict[str, Any]:
+    """The verdicts as a markdown table plus one `verdict_<key>` entry each."""
+    meta: dict[str, Any] = {"verdicts": dg.MetadataValue.md(verdict_markdown(found))}
+    for v in found:
+        meta[f"verdict_{v.key}"] = v.label
+    return meta
 
 
 def output(

@@ -7,16 +7,11 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from selfimprove.assets.common import Experiment, output, state_dir
+from selfimprove.assets.common import Experiment, output, pretrained_root, state_dir
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
 
 CODE_VERSION = "1"
-
-
-def pretrained_root() -> Path:
-    """Where `model.pretrained` folders are built (resources/pretrained.py)."""
-    return state_dir() / "models" / "pretrained"
 
 
 def resolve_model(model: ModelSpec) -> Path:

@@ -12,14 +12,10 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from selfimprove.resources.warehouse import STAGING, Warehouse
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -38,30 +34,6 @@ Row = Mapping[str, Any]
 def artifact_path(kind: str, name: str, figure: str) -> str:
     """Path of a figure relative to the warehouse root, e.g. `_artifacts/plots/experiment=demo/gap.png`."""
     return f"{ARTIFACTS}/{kind}={name}/{figure}.png"
-
-
-def write_bytes(warehouse: Warehouse, rel_path: str, data: bytes) -> str:
-    """Atomically write `data` to `<root>/<rel_path>` (temp file under `_staging`, then a move); returns its URL."""
-    if rel_path.startswith("/") or ".." in rel_path.split("/"):
-        raise ValueError(f"rel_path must stay inside the warehouse, got {rel_path!r}")
-    base = warehouse.root.path.rstrip("/")
-    final = f"{base}/{rel_path}"
-    tmp = f"{base}/{STAGING}/_tmp/{uuid.uuid4().hex}.{rel_path.rsplit('.', 1)[-1]}"
-    fs = warehouse.fs
-    fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
-    try:
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-        fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-        if warehouse.local:
-            os.replace(tmp, final)
-        else:
-            fs.mv(tmp, final)
-    except Exception:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-    return warehouse.url(rel_path)
 
 
 def md_image(png: bytes, alt: str) -> str:

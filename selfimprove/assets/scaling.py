@@ -20,9 +20,10 @@ import pyarrow as pa
 
 from selfimprove import metrics
 from selfimprove.assets import plots
-from selfimprove.assets.common import preview, table_digest
-from selfimprove.assets.reports import verdict_metadata, verdicts
+from selfimprove.assets.common import preview, table_digest, verdict_metadata
+from selfimprove.render import md_table, num
 from selfimprove.resources.io_manager import WarehouseResource
+from selfimprove.verdicts import verdicts
 
 CODE_VERSION = "1"
 PREFIX = "scaling"
@@ -66,10 +67,6 @@ class CellRef:
     flops: float | None = None  # FLOPs override of the model (diagonal cells, whose generator is the verifier)
 
 
-def _f(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
 def model_info(base: Mapping[str, Any], flops: float | None = None, label: str | None = None) -> Row:
     """Size label, parameters and pre-training FLOPs (the override, else the base model's) of a member."""
     f = flops if flops is not None else base.get("flops")
@@ -89,9 +86,9 @@ def member_rows(ref: MemberRef, gap: pa.Table, base: Mapping[str, Any]) -> list[
 
 
 def _fit(points: Sequence[Row]) -> Row:
-    pts = [r for r in points if not (math.isnan(_f(r["log10_flops"])) or math.isnan(_f(r["relative_gap"])))]
-    x = [_f(r["log10_flops"]) for r in pts]
-    y = [_f(r["relative_gap"]) for r in pts]
+    pts = [r for r in points if not (math.isnan(num(r["log10_flops"])) or math.isnan(num(r["relative_gap"])))]
+    x = [num(r["log10_flops"]) for r in pts]
+    y = [num(r["relative_gap"]) for r in pts]
     out: Row = {"n_sizes": len(pts), "slope": math.nan, "intercept": math.nan, "r2": math.nan, "spearman": math.nan}
     if len(set(x)) >= 2:
         out["slope"], out["intercept"], out["r2"] = metrics.linear_fit(x, y)
@@ -113,7 +110,7 @@ def add_fits(rows: Sequence[Row]) -> list[Row]:
     out = []
     for r in rows:
         fit = fits[(r["verifier"], r["filter"])]
-        at = fit["slope"] * _f(r["log10_flops"]) + fit["intercept"]
+        at = fit["slope"] * num(r["log10_flops"]) + fit["intercept"]
         out.append({**r, **fit, "relative_gap_fit": at})
     return out
 
@@ -169,17 +166,9 @@ def cross_matrices(
             if r["verifier"] == m and r["filter"] == filter_kind:
                 i, j = index[r["generator"]], index[r["verifier_model"]]
                 for mat, key in zip(mats, ("gap", "gap_lo", "gap_hi"), strict=True):
-                    mat[i, j] = _f(r[key])
+                    mat[i, j] = num(r[key])
         out[m] = (list(order), list(order), *mats)
     return out
-
-
-def _md_rows(rows: Sequence[Row], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _write(
@@ -187,7 +176,7 @@ def _write(
 ) -> tuple[pa.Table, dict[str, Any]]:
     wh = warehouse.get()
     rel = plots.artifact_path("study", study, figure)
-    url = plots.write_bytes(wh, rel, png)
+    url = wh.write_bytes(rel, png)
     table = table.append_column("plot", pa.array([rel] * table.num_rows, pa.string()))
     written = wh.write(stage, table, study)
     meta: dict[str, Any] = {
@@ -233,7 +222,8 @@ def relative_gap_asset(
         png = plots.scaling_figure(rows, filter_kind, title)
         table, meta = _write(warehouse, "relative_gap", study, table, "relative_gap", png)
         fits = fit_summary(rows)
-        meta["fits"] = dg.MetadataValue.md(_md_rows(fits, ["verifier", "filter", *FIT_COLUMNS[:-1]]))
+        fit_columns = ["verifier", "filter", *FIT_COLUMNS[:-1]]
+        meta["fits"] = dg.MetadataValue.md(md_table(fits, fit_columns, float_format=".4g"))
         meta["preview"] = dg.MetadataValue.md(
             preview(table, ["member", "size", "flops", "verifier", "filter", "gap", "relative_gap"], rows=20)
         )
@@ -241,7 +231,7 @@ def relative_gap_asset(
         meta.update(verdict_metadata(found))
         for f in fits:
             if f["verifier"] == verifier and f["filter"] == filter_kind:
-                meta |= {k: round(_f(f[k]), 6) for k in ("slope", "intercept", "r2", "spearman")}
+                meta |= {k: round(num(f[k]), 6) for k in ("slope", "intercept", "r2", "spearman")}
         return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(table_digest(table)))
 
     return relative_gap

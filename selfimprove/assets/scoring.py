@@ -22,13 +22,8 @@ def method_scores(
 
 
 def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> np.ndarray:
-    if f.kind == "quantile":
-        return filters.quantile_filter(prompt_ids, scores, f.alpha)
-    if f.kind == "threshold":
-        return filters.threshold_filter(scores, f.tau)
-    if f.kind == "topk":
-        return filters.topk_filter(prompt_ids, scores, f.k)
-    return filters.reweight(prompt_ids, scores, f.beta)
+    kind = filters.FILTERS[f.kind]
+    return kind.apply(prompt_ids, scores, getattr(f, kind.param))
 
 
 def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -49,11 +44,6 @@ def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec
 
 def rule(f: FilterSpec, methods: list[str]) -> str:
     """A readable description of a selection rule, recorded with every kept sample."""
-    param = {
-        "quantile": f"alpha={f.alpha}",
-        "threshold": f"tau={f.tau}",
-        "topk": f"k={f.k}",
-        "reweight": f"beta={f.beta}",
-    }
+    param = filters.FILTERS[f.kind].param
     joined = f" {f.ensemble.upper()} ".join(methods) if len(methods) > 1 else methods[0]
-    return f"{joined}: {f.kind}({param[f.kind]})"
+    return f"{joined}: {f.kind}({param}={getattr(f, param)})"

@@ -24,16 +24,13 @@ from selfimprove.resources.engine import Engine
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import VerificationSpec
-from selfimprove.verification import Candidate, verify
-from selfimprove.verification.base import row as verification_row
+from selfimprove.verification import VERIFIERS, Candidate, verify
 
 CODE_VERSION = "2"  # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-SAMPLED = ("cot_binary", "cot_score")  # k verifications per candidate
-MODEL_FREE = ("oracle",)  # methods that never query the verifier
 # Verification settings that never change a row of a method (k only adds indices; the verifier is its digest).
 _NOT_IN_KEY = {"methods", "k", "on_parse_failure", "verifier"}
 
@@ -55,7 +52,8 @@ def generation_keys(generations: pa.Table) -> list[str]:
 
 def method_config(spec: VerificationSpec, method: str) -> str:
     """The verification settings a method's rows depend on, as canonical JSON."""
-    skip = _NOT_IN_KEY | (set() if method == "tournament" else {"tournament_rounds"})
+    others = {f for v in VERIFIERS.values() if v.name != method for f in v.settings}
+    skip = _NOT_IN_KEY | (others - set(VERIFIERS[method].settings))
     return json.dumps(spec.model_dump(mode="json", exclude=skip), sort_keys=True, default=str)
 
 
@@ -71,7 +69,7 @@ class _Unit:
 def _units(
     method: str, cands: Sequence[Candidate], sample_digests: Sequence[str], spec: VerificationSpec, base: tuple
 ) -> list[_Unit]:
-    if method == "tournament":
+    if VERIFIERS[method].per_prompt:
         groups: dict[str, list[int]] = {}
         for j, c in enumerate(cands):
             groups.setdefault(c.prompt_id, []).append(j)
@@ -87,7 +85,7 @@ def _units(
             unit.required = [(j, 0) for j in members]  # every player has a first-round row (match or bye)
             units.append(unit)
         return units
-    indices = range(spec.k) if method in SAMPLED else range(1)
+    indices = range(spec.k) if VERIFIERS[method].repeated else range(1)
     units = []
     for j in range(len(cands)):
         key = digest(*base, sample_digests[j])
@@ -95,15 +93,6 @@ def _units(
         unit.required = list(unit.keys)
         units.append(unit)
     return units
-
-
-def _model_free_rows(method: str, cands: Sequence[Candidate]) -> list[Row]:
-    """Rows of a method that never queries the verifier, built without a model or a prompt book.
-
-    The oracle's rows, exactly as `selfimprove.verification.oracle` makes them: the grader's verdict.
-    """
-    assert method == "oracle", method
-    return [verification_row(c, "oracle", 0, "", "grader", float(c.correct)) for c in cands]
 
 
 def verification_rows(
@@ -164,10 +153,7 @@ def _rows(
         if todo:
             keys = {k: v for unit in todo for k, v in unit.keys.items()}
             subset = [cands[j] for unit in todo for j in unit.members]
-            if method in MODEL_FREE:
-                fresh = _model_free_rows(method, subset)
-            else:
-                fresh = verify(method, engine, subset, spec, seed, kind)
+            fresh = verify(method, engine, subset, spec, seed, kind)
             for row in fresh:
                 j = position[row["sample_id"]]
                 row.update(seed=seed, verifier_digest=ident[0], generator_digest=generator_digest, engine=ident[1])

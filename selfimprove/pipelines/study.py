@@ -23,11 +23,10 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from selfimprove.assets.common import Experiment
 from selfimprove.assets.gaps import gap_asset
@@ -37,17 +36,23 @@ from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.scaling import CellRef, MemberRef, cross_verification_asset, relative_gap_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
-from selfimprove.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from selfimprove.spec import (
+    DagsterName,
+    ExperimentSpec,
+    FilterKind,
+    MethodList,
+    SpecError,
+    Strict,
+    load_spec,
+    parse_spec,
+    read_yaml,
+    validate,
+)
 
-Method = Literal["mc", "cot_binary", "cot_score", "tournament", "oracle"]
 _LABEL = re.compile(r"[A-Za-z0-9_]+")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SizeEntry(_Strict):
+class SizeEntry(Strict):
     """An embedded size as a study member; `flops` overrides the FLOPs its checkpoint records."""
 
     size: str
@@ -60,7 +65,7 @@ class SizeEntry(_Strict):
         return self.label or (self.size if self.seed == 0 else f"{self.size}_seed{self.seed}")
 
 
-class FileMember(_Strict):
+class FileMember(Strict):
     """An experiment file as a study member (any model); give `flops` where the model records none."""
 
     file: str
@@ -68,32 +73,25 @@ class FileMember(_Strict):
     label: str | None = None  # default: the base model's size (embedded) or folder name
 
 
-class CrossSpec(_Strict):
+class CrossSpec(Strict):
     sizes: list[str]  # labels of `sizes` entries, in plot order (small to large)
-    methods: list[Method] | None = None  # verification methods of the cross cells; default: the template's
+    methods: MethodList | None = None  # verification methods of the cross cells; default: the template's
 
 
-class VerdictSpec(_Strict):
+class VerdictSpec(Strict):
     verifier: str = "cot_score"
-    filter: Literal["quantile", "threshold", "topk", "reweight"] = "quantile"
+    filter: FilterKind = "quantile"
     min_sizes: int = Field(4, ge=2)
 
 
-class StudySpec(_Strict):
-    name: str
+class StudySpec(Strict):
+    name: DagsterName
     description: str = ""
     template: dict[str, Any] = Field(default_factory=dict)
     sizes: list[SizeEntry] = Field(default_factory=list)
     members: list[FileMember] = Field(default_factory=list)
     cross: CrossSpec | None = None
     verdict: VerdictSpec = VerdictSpec()
-
-    @field_validator("name")
-    @classmethod
-    def _dagster_name(cls, v: str) -> str:
-        if not _LABEL.fullmatch(v):
-            raise ValueError(f"{v!r} is not a valid Dagster name (letters, digits and _ only)")
-        return v
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -155,10 +153,6 @@ class Study:
         return self.spec.name
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
-
-
 def _member_data(spec: StudySpec, entry: SizeEntry, name: str) -> dict[str, Any]:
     t = copy.deepcopy(spec.template)
     model = {**t.pop("model", {}), "embedded": entry.size, "seed": entry.seed}
@@ -167,10 +161,7 @@ def _member_data(spec: StudySpec, entry: SizeEntry, name: str) -> dict[str, Any]
 
 def parse_study(data: object, source: str = "<study>", base_dir: Path | None = None) -> Study:
     """Validate a study and resolve its members; errors name the source and the member."""
-    try:
-        spec = StudySpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{source}: invalid study spec: {_problems(exc)}") from None
+    spec = validate(StudySpec, data, source, "study")
     members: list[Member] = []
     by_label: dict[str, tuple[SizeEntry, ExperimentSpec]] = {}
     for i, entry in enumerate(spec.sizes):
@@ -209,15 +200,7 @@ def parse_study(data: object, source: str = "<study>", base_dir: Path | None = N
 
 def load_study(path: str | Path) -> Study:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such study file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the study file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_study(data, str(path), path.parent)
+    return parse_study(read_yaml(path, "study"), str(path), path.parent)
 
 
 # --------------------------------------------------------------------------- factory

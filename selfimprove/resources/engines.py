@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from selfimprove.resources.engine import Engine
-from selfimprove.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from selfimprove.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 _loaded: dict[tuple[str, str], Engine] = {}
 
 
-def open_engine(path: str | Path, model: ModelSpec) -> Engine:
-    """Construct the engine the spec names on a local checkpoint folder."""
-    if model.engine == "vllm":
-        from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
-
-        return VllmEngine.from_path(path, model)
+def _transformers(path: str | Path, model: ModelSpec) -> Engine:
     from selfimprove.resources.transformers_engine import TransformersEngine
 
     return TransformersEngine.from_path(
@@ -31,6 +30,21 @@ def open_engine(path: str | Path, model: ModelSpec) -> Engine:
         batch_size=model.batch_size,
         trust_remote_code=model.trust_remote_code,
     )
+
+
+def _vllm(path: str | Path, model: ModelSpec) -> Engine:
+    from selfimprove.resources.vllm_engine import VllmEngine  # type: ignore[import-not-found]
+
+    return VllmEngine.from_path(path, model)
+
+
+# `model.engine` names one of these; each imports its engine module only when used.
+ENGINES: dict[str, Callable[[str | Path, ModelSpec], Engine]] = {"transformers": _transformers, "vllm": _vllm}
+
+
+def open_engine(path: str | Path, model: ModelSpec) -> Engine:
+    """Construct the engine the spec names on a local checkpoint folder."""
+    return ENGINES[model.engine](path, model)
 
 
 class EngineResource(dg.ConfigurableResource):
@@ -55,7 +69,3 @@ class EngineResource(dg.ConfigurableResource):
             engine.close()
         _loaded.clear()
         gc.collect()
-
-    @staticmethod
-    def loaded_count() -> int:
-        return len(_loaded)

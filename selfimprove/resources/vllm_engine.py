@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfimprove.resources.engine import Generation, Sampling, sample_seed
 from selfimprove.resources.models import (
@@ -43,7 +43,9 @@ from selfimprove.resources.models import (
     text_ids,
     weight_digest,
 )
-from selfimprove.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from selfimprove.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +109,10 @@ class VllmEngine:
         return self.lora_request.lora_name if self.lora_request is not None else None
 
     @classmethod
-    def from_path(cls, path: str | Path, model: ModelSpec | None = None) -> VllmEngine:
+    def from_path(cls, path: str | Path, model: ModelSpec) -> VllmEngine:
         """Start vLLM on a local checkpoint folder (a full model or a peft adapter) with the spec's options."""
         vllm = import_vllm()
-        spec = model if model is not None else ModelSpec(path=str(path), engine="vllm")
+        spec = model
         path = Path(path).expanduser().resolve()
         net, tokenizer = load_model(path, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
         digest = weight_digest(net)

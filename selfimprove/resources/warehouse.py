@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -135,16 +136,32 @@ class Warehouse:
     # --- atomic file moves ---------------------------------------------------------------------
     def _write_file(self, table: pa.Table, final: str, tmp: str) -> None:
         """Write `table` to `tmp`, then move it over `final` in one step."""
+        self._atomic(final, tmp, lambda f: pq.write_table(table, f, compression="zstd"))
+
+    def _atomic(self, final: str, tmp: str, write: Callable[[Any], object]) -> None:
+        """Call `write` on the open file `tmp`, then move it over `final` in one step; no temp file is left."""
         self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         try:
             with self.fs.open(tmp, "wb") as f:
-                pq.write_table(table, f, compression="zstd")
+                write(f)
             self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self._move(tmp, final)
         except Exception:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)
             raise
+
+    def write_bytes(self, rel_path: str, data: bytes) -> str:
+        """Atomically write a non-table file (a figure) at `<root>/<rel_path>`; returns its URL.
+
+        `rel_path` must stay inside the root and start with `_` (e.g. `_artifacts/...`), so that it is never
+        mistaken for a stage table.
+        """
+        if rel_path.startswith(("/", ".")) or ".." in rel_path.split("/") or not rel_path.startswith("_"):
+            raise ValueError(f"rel_path must be a `_`-folder inside the warehouse, got {rel_path!r}")
+        suffix = rel_path.rsplit(".", 1)[-1] if "." in rel_path else "bin"
+        self._atomic(self._p(rel_path), self._p(f"{STAGING}/_tmp/{uuid.uuid4().hex}.{suffix}"), lambda f: f.write(data))
+        return self.url(rel_path)
 
     def _move(self, src: str, dst: str) -> None:
         if self.local:
@@ -217,24 +234,6 @@ class Warehouse:
             i: self._read_file(f"{folder}/shard-{i:05d}.parquet")
             for i in self.finished_shards(stage, experiment, round, run_key)
         }
-
-    def finalize(
-        self, stage: str, experiment: str, round: int | None, run_key: str, expected: int | None = None
-    ) -> WriteResult:
-        """Concatenate the shards in index order into the partition, then delete them.
-
-        With `expected`, the shards must be exactly 0..expected-1.
-        """
-        shards = self.read_shards(stage, experiment, round, run_key)
-        if not shards:
-            raise FileNotFoundError(f"no shards for {_partition(stage, experiment, round)} run {run_key!r}")
-        if expected is not None and list(shards) != list(range(expected)):
-            missing = sorted(set(range(expected)) - set(shards))
-            raise ValueError(f"expected shards 0..{expected - 1}; missing {missing}, have {list(shards)}")
-        table = pa.concat_tables(list(shards.values()), promote_options="default")
-        result = self.write(stage, table, experiment, round)
-        self.clear_shards(stage, experiment, round, run_key)
-        return result
 
     def clear_shards(self, stage: str, experiment: str, round: int | None, run_key: str) -> None:
         """Delete a run's shard folder (no error if absent)."""

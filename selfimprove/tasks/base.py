@@ -63,10 +63,6 @@ class BenchmarkTask(Task, Protocol):
         """`grade` over aligned lists, batched (MATH grades in a process pool)."""
         ...
 
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        """Per-completion metrics, always with `correct` (NQ adds `em`, `f1`; MATH `timed_out`)."""
-        ...
-
 
 def grade_many(task: Task, problems: Sequence[Problem], completions: Sequence[str]) -> list[bool]:
     """Batch grading through the task's `grade_many` when it has one, else `grade` per item."""
@@ -76,9 +72,3 @@ def grade_many(task: Task, problems: Sequence[Problem], completions: Sequence[st
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     return [task.grade(p, c) for p, c in zip(problems, completions, strict=True)]
-
-
-def task_metrics(task: Task, problem: Problem, completion: str) -> dict[str, float]:
-    """The task's `metrics` when it has them, else just `correct`."""
-    fn = getattr(task, "metrics", None)
-    return dict(fn(problem, completion)) if callable(fn) else {"correct": float(task.grade(problem, completion))}

@@ -29,7 +29,7 @@ from selfimprove.tasks.base import Problem, TaskDataError
 from selfimprove.tasks.data import Split, check_fraction, dedupe, hash_side, read_rows, require_str, stable_id
 from selfimprove.tasks.gsm8k import extract_number, format_number, parse_number
 from selfimprove.tasks.math import last_boxed, verify_many
-from selfimprove.tasks.nq import exact_match, f1_score
+from selfimprove.tasks.nq import exact_match
 from selfimprove.tasks.prompts import FewShotTask
 
 EXTRACTORS = ("number", "boxed", "last_line", "regex")
@@ -195,10 +195,3 @@ class CustomTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return self.grade_many([problem], [completion])[0]
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        out = {"correct": float(self.grade(problem, completion))}
-        if self.grader == "normalized_em":
-            answer = self.extract_answer(completion)
-            out["f1"] = f1_score(answer, self._answers(problem)) if answer is not None else 0.0
-        return out

@@ -242,7 +242,3 @@ class MathTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return self.grade_many([problem], [completion])[0]
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        o = self.grade_outcomes([problem], [completion])[0]
-        return {"correct": float(o.ok and bool(o.value)), "timed_out": float(o.timed_out)}

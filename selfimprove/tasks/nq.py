@@ -189,9 +189,3 @@ class NQOpenTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return any(exact_match(c, self.answers(problem)) for c in answer_candidates(completion))
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        cands = answer_candidates(completion)
-        em = float(any(exact_match(c, self.answers(problem)) for c in cands))
-        f1 = max((f1_score(c, self.answers(problem)) for c in cands), default=0.0)
-        return {"correct": em, "em": em, "f1": f1}

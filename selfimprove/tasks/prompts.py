@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from selfimprove.tasks.base import Problem
 from selfimprove.tasks.data import Split, normalize_split, seeded_sample, stable_hash
 
-Style = Literal["fewshot", "chat"]
 STYLES: tuple[str, ...] = ("fewshot", "chat")
 
 
@@ -151,10 +150,6 @@ class FewShotTask:
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
         return [self.grade(p, c) for p, c in zip(problems, completions, strict=True)]
-
-    def metrics(self, problem: Problem, completion: str) -> dict[str, float]:
-        """Per-completion metrics; always holds `correct`."""
-        return {"correct": float(self.grade(problem, completion))}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, shots={self.shots}, style={self.style!r})"

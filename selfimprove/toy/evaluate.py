@@ -1,9 +1,10 @@
 """Quality of a toy checkpoint as a generator and as a verifier of its OWN samples.
 
 Samples N completions per held-out (eval split) prompt, grades them, then scores every sample with
-each verification format (one greedy verification per distinct candidate answer), and reports
-sampling and greedy accuracy, within-prompt AUROC (mean over prompts with mixed outcomes), and the
-GV-gap under a per-prompt top-50% quantile filter (ties kept) with a prompt-bootstrap 95% CI.
+each verification method through the pipeline's own verifiers (`selfimprove.verification`, embedded
+formats, greedy, k=1) and filter (`filters.quantile_filter`, alpha 0.5), and reports sampling and
+greedy accuracy, within-prompt AUROC (mean over prompts with mixed outcomes), the parse rate and the
+GV-gap with a prompt-bootstrap 95% CI.
 
     python -m selfimprove.toy.evaluate CHECKPOINT [--prompts 128] [--samples 8] [--temperature 0.8]
 """
@@ -14,78 +15,24 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from selfimprove import metrics
-from selfimprove.resources.engine import Sampling, generate_distinct
+from selfimprove import filters, metrics
+from selfimprove.resources.engine import Sampling
 from selfimprove.resources.transformers_engine import TransformersEngine
+from selfimprove.spec import VerificationSpec
 from selfimprove.tasks.arithmetic import ArithmeticTask
-from selfimprove.toy import formats
+from selfimprove.verification import Candidate, sample_scores, verify
 
-METHODS = ("mc", "cot_binary", "cot_score", "tournament")
+METHODS = ("mc", "cot_binary", "cot_score", "tournament")  # the model-based verifiers, in report order
 DEFAULT_METHOD = "cot_binary"
-GEN_TOKENS, CHECK_TOKENS, TOURNAMENT_TOKENS = 96, 96, 192
-
-
-def quantile_keep(prompt_ids: Sequence[str], scores: Sequence[float], keep: float = 0.5) -> np.ndarray:
-    """Per prompt, keep samples scoring at least the score ranked ceil(keep*n) (ties kept)."""
-    pid, s = np.asarray(prompt_ids), np.asarray(scores, dtype=float)
-    kept = np.zeros(s.size, dtype=bool)
-    for p in dict.fromkeys(pid.tolist()):
-        idx = np.flatnonzero(pid == p)
-        ranked = np.sort(s[idx])[::-1]
-        kept[idx] = s[idx] >= ranked[max(0, math.ceil(keep * idx.size) - 1)]
-    return kept
-
-
-def _greedy_checks(engine: Any, prompts: list[str], max_tokens: int) -> dict[str, str]:
-    """One greedy verification per distinct prompt."""
-    gens = generate_distinct(engine, prompts, 1, Sampling(temperature=0.0, max_new_tokens=max_tokens), seed=0)
-    return {p: gs[0].text for p, gs in gens.items()}
-
-
-def _check_scores(
-    engine: Any, qs: list[str], answers: list[str | None], prompt: Callable[..., str], parse: Callable[[str], Any]
-) -> tuple[list[float], float]:
-    """Scores of a generated check (unparseable -> 0) and the parse rate."""
-    prompts = [prompt(q, a) for q, a in zip(qs, answers, strict=True)]
-    texts = _greedy_checks(engine, prompts, CHECK_TOKENS)
-    parsed = [parse(texts[p]) for p in prompts]
-    return [0.0 if v is None else float(v) for v in parsed], float(np.mean([v is not None for v in parsed]))
-
-
-def _mc_scores(engine: Any, qs: list[str], answers: list[str | None]) -> list[float]:
-    """p(correct) / (p(correct) + p(incorrect)) of the one-token verdict."""
-    prompts = list(dict.fromkeys(formats.mc_prompt(q, a) for q, a in zip(qs, answers, strict=True)))
-    yes = engine.score(prompts, [formats.MC_CORRECT] * len(prompts))
-    no = engine.score(prompts, [formats.MC_INCORRECT] * len(prompts))
-    p = {pr: 1.0 / (1.0 + math.exp(n[0] - y[0])) for pr, y, n in zip(prompts, yes, no, strict=True)}
-    return [p[formats.mc_prompt(q, a)] for q, a in zip(qs, answers, strict=True)]
-
-
-def _tournament_scores(engine: Any, groups: list[tuple[str, list[str | None]]]) -> tuple[list[float], float]:
-    """Single-elimination knockout within each prompt's samples (in sample order, byes for odd
-    counts); a sample's score is the number of rounds it won. Unparseable comparisons go to A."""
-    wins = [[0] * len(c) for _, c in groups]
-    alive = [list(range(len(c))) for _, c in groups]
-    n_parsed = n_total = 0
-    while any(len(a) > 1 for a in alive):
-        matches = [(g, a[i], a[i + 1]) for g, a in enumerate(alive) for i in range(0, len(a) - 1, 2)]
-        prompts = [formats.tournament_prompt(groups[g][0], groups[g][1][i], groups[g][1][j]) for g, i, j in matches]
-        texts = _greedy_checks(engine, prompts, TOURNAMENT_TOKENS)
-        winners: list[list[int]] = [[] for _ in alive]
-        for (g, i, j), pr in zip(matches, prompts, strict=True):
-            w = formats.parse_tournament(texts[pr])
-            n_parsed, n_total = n_parsed + (w is not None), n_total + 1
-            winner = j if w == 1 else i
-            wins[g][winner] += 1
-            winners[g].append(winner)
-        alive = [w + a[-1:] if len(a) % 2 else w for w, a in zip(winners, alive, strict=True)]
-    return [float(w) for ws in wins for w in ws], n_parsed / max(1, n_total)
+GEN_TOKENS = 96
+# The verification settings of experiments/demo.yaml (greedy, one check per sample), every method at once.
+VERIFICATION = VerificationSpec(methods=list(METHODS), k=1, temperature=0.0, max_new_tokens=96, style="embedded")
 
 
 def evaluate(
@@ -126,20 +73,17 @@ def evaluate(
         ids_t = [problems[g.prompt_index].prompt_id for g in g_t]
         ok_t = [task.grade(problems[g.prompt_index], g.text) for g in g_t]
         out["sampling_accuracy_at"][str(t)] = metrics.sampling_accuracy(ids_t, ok_t)
+    cands = [
+        Candidate(f"{pid}-{g.sample_index}", pid, q, g.text, a, bool(c))
+        for g, pid, q, a, c in zip(gens, pids, qs, answers, correct, strict=True)
+    ]
+    ids = [c.sample_id for c in cands]
     for m in methods:
-        t0, parse_rate = time.perf_counter(), 1.0
-        if m == "mc":
-            scores = _mc_scores(engine, qs, answers)
-        elif m == "cot_binary":
-            scores, parse_rate = _check_scores(engine, qs, answers, formats.cot_binary_prompt, formats.parse_cot_binary)
-        elif m == "cot_score":
-            scores, parse_rate = _check_scores(engine, qs, answers, formats.cot_score_prompt, formats.parse_cot_score)
-        elif m == "tournament":
-            groups = [(p.question, answers[i * n_samples : (i + 1) * n_samples]) for i, p in enumerate(problems)]
-            scores, parse_rate = _tournament_scores(engine, groups)
-        else:
-            raise ValueError(f"unknown method {m!r}; known: {METHODS}")
-        kept = quantile_keep(pids, scores)
+        t0 = time.perf_counter()
+        rows = verify(m, engine, cands, VERIFICATION, seed)  # embedded formats: no task kind
+        scores = np.asarray(sample_scores(rows, ids, m, VERIFICATION.on_parse_failure), dtype=float)
+        parse_rate = float(np.mean([r["ok"] for r in rows]))
+        kept = filters.quantile_filter(pids, scores, 0.5)
         auroc, n_mixed = metrics.within_prompt_auroc(pids, scores, correct)
         res = metrics.gap_with_ci(pids, correct, kept.astype(float), seed=seed)
         out["methods"][m] = {

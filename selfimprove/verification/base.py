@@ -1,4 +1,4 @@
-"""The verifier registry, the candidate type and the fold from verification rows to sample scores."""
+"""The verifier registry, the candidate and row types, and the fold from verification rows to sample scores."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from selfimprove.resources.engine import Engine
-from selfimprove.spec import VerificationSpec
+if TYPE_CHECKING:
+    from selfimprove.resources.engine import Engine
+    from selfimprove.spec import VerificationSpec
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Candidate:
 
 
 Row = dict[str, Any]
-Method = Callable[[Engine, Sequence[Candidate], VerificationSpec, int, Any], list[Row]]
+Method = Callable[["Engine", Sequence[Candidate], "VerificationSpec", int, Any], list[Row]]
 
 NEUTRAL = 0.5
 
@@ -44,29 +45,27 @@ def row(cand: Candidate, method: str, index: int, prompt: str, raw: str, score: 
     }
 
 
-def _methods() -> dict[str, Method]:
-    from selfimprove.verification import cot_binary, cot_score, mc, oracle, tournament
+@dataclass(frozen=True)
+class Verifier:
+    """A verification method: its scoring function and how its rows are keyed and computed."""
 
-    return {
-        "mc": mc.verify,
-        "cot_binary": cot_binary.verify,
-        "cot_score": cot_score.verify,
-        "tournament": tournament.verify,
-        "oracle": oracle.verify,
-    }
-
-
-METHODS = ("mc", "cot_binary", "cot_score", "tournament", "oracle")
+    name: str
+    verify: Method  # (engine, candidates, spec, seed, prompt book) -> rows
+    repeated: bool = False  # k verifications per candidate (verification_index 0..k-1)
+    per_prompt: bool = False  # a prompt's candidates are verified together (one row per round)
+    needs_model: bool = True  # False: rows come from the candidates alone (no engine, no prompt book)
+    settings: tuple[str, ...] = ()  # VerificationSpec fields that only this method's rows depend on
 
 
-def verify(
-    method: str, engine: Engine, cands: Sequence[Candidate], spec: VerificationSpec, seed: int, kind: str = "math"
-) -> list[Row]:
-    """Verification rows of `method` for the candidates; `kind` is the task kind for natural-language prompts."""
-    from selfimprove.verification.prompts import prompt_book
+VERIFIERS: dict[str, Verifier] = {}
 
-    book = prompt_book(spec.style, kind, getattr(engine, "tokenizer", None), spec.templates)
-    return _methods()[method](engine, cands, spec, seed, book)
+
+def register(verifier: Verifier) -> Verifier:
+    """Add a method to `VERIFIERS`; each method module registers itself once, on import."""
+    if verifier.name in VERIFIERS:
+        raise ValueError(f"verification method {verifier.name!r} is registered twice")
+    VERIFIERS[verifier.name] = verifier
+    return verifier
 
 
 def sample_scores(rows: Sequence[Row], sample_ids: Sequence[str], method: str, policy: str) -> list[float]:

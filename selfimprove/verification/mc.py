@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from selfimprove.resources.engine import Engine
-from selfimprove.spec import VerificationSpec
-from selfimprove.verification.base import Candidate, Row, row
+from selfimprove.verification.base import Candidate, Row, Verifier, register, row
 from selfimprove.verification.prompts import PromptBook
+
+if TYPE_CHECKING:
+    from selfimprove.resources.engine import Engine
+    from selfimprove.spec import VerificationSpec
 
 
 def verify(
@@ -25,3 +28,6 @@ def verify(
         p_yes = math.exp(yes - top) / (math.exp(yes - top) + math.exp(no - top))
         out.append(row(c, "mc", 0, p, f"logp_correct={yes:.4f} logp_incorrect={no:.4f}", p_yes))
     return out
+
+
+VERIFIER = register(Verifier("mc", verify))

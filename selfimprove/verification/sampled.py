@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from selfimprove.resources.engine import Engine, generate_distinct
-from selfimprove.spec import VerificationSpec
 from selfimprove.verification.base import Candidate, Row, row
 from selfimprove.verification.prompts import PromptBook
+
+if TYPE_CHECKING:
+    from selfimprove.spec import VerificationSpec
 
 
 def verify_sampled(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from selfimprove.resources.engine import Engine
-from selfimprove.spec import VerificationSpec
-from selfimprove.verification.base import Candidate, Row, row
+from selfimprove.verification.base import Candidate, Row, Verifier, register, row
 from selfimprove.verification.prompts import PromptBook
+
+if TYPE_CHECKING:
+    from selfimprove.resources.engine import Engine
+    from selfimprove.spec import VerificationSpec
 
 
 def verify(
@@ -53,3 +56,6 @@ def verify(
                 winners[pid].append(group[-1])
         alive = dict(winners)
     return out
+
+
+VERIFIER = register(Verifier("tournament", verify, per_prompt=True, settings=("tournament_rounds",)))

@@ -1,8 +1,7 @@
-"""`selfimprove demo`: materialize an experiment's job through Dagster and print the per-round table."""
+"""Running a job of the code location from the command line: the project's DAGSTER_HOME, progress logs."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -51,23 +50,3 @@ def run_job(job_name: str) -> bool:
         return False
     print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s")
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="selfimprove demo", description=__doc__)
-    parser.add_argument("--experiment", default="demo", help="experiment name (a file in experiments/)")
-    args = parser.parse_args(argv)
-    if not run_job(f"{args.experiment}_job"):
-        return 1
-    from selfimprove.assets.reports import markdown
-    from selfimprove.definitions import warehouse_root
-    from selfimprove.resources.warehouse import Warehouse
-
-    report = Warehouse(warehouse_root()).read("report", args.experiment).drop_columns(["experiment"])
-    print(f"\n{args.experiment}: per-round results\n")
-    print(markdown(report))
-    print(
-        f'\nQuery any stage with SQL, e.g.\n  {sys.argv[0]} sql "SELECT round, avg(correct::INT) FROM generations '
-        f"WHERE experiment='{args.experiment}' GROUP BY round ORDER BY round\""
-    )
-    return 0
