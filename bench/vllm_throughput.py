@@ -39,8 +39,8 @@ def resolve_model(model: str, size: str, cache: str, pretrained: str = "") -> Pa
     from selfimprove.toy.pretrain import ensure_pretrained
 
     if pretrained:
-        from selfimprove.assets.common import pretrained_root
         from selfimprove.resources.pretrained import build
+        from selfimprove.state import pretrained_root
 
         return build(pretrained, pretrained_root())
     return Path(model) if model else Path(ensure_pretrained(size, cache))

@@ -3,6 +3,7 @@
 - `demo` runs an experiment's job (default: the demo) and prints its per-round table;
 - `study NAME` runs a study's or an experiment's job and prints its tables, fits and verdicts;
 - `sql` runs a read-only query over the warehouse views;
+- `dev` starts the Dagster UI, daemon and code server (`dagster dev`) on the prepared instance.
 - `models list` / `models build NAME` lists and builds the pretrained models (resources/pretrained.py).
 
 Each subcommand is thin: it parses arguments, calls library code and prints.
@@ -29,9 +30,9 @@ class _Parser(argparse.ArgumentParser):
 
 def demo(args: argparse.Namespace) -> int:
     from selfimprove.assets.reports import markdown
-    from selfimprove.definitions import warehouse_root
     from selfimprove.resources.warehouse import Warehouse
     from selfimprove.runs import run_job
+    from selfimprove.state import warehouse_root
 
     if not run_job(f"{args.experiment}_job"):
         return 1
@@ -88,6 +89,15 @@ def print_study(name: str, root: str) -> None:
         print(f"\n{name}: cross-verification\n")
         print(cross_grid(cross, v.filter))
         plot_paths.append(wh.url(cross.column("plot")[0].as_py()))
+    if wh.exists("thresholds", name):
+        from selfimprove.assets.thresholds import threshold_verdicts
+        from selfimprove.render import md_table
+
+        found = threshold_verdicts(wh.read("thresholds", name).to_pylist())
+        cols = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting"]
+        print(f"\n{name}: gap against the filter threshold (paper §6.1): shapes and transfer across members\n")
+        print(md_table(found, [*cols, "transfer"], float_format="g"))
+        plot_paths.append(wh.url(wh.read("thresholds", name).column("plot")[0].as_py()))
     print("\nVerdicts\n")
     print(verdict_markdown(verdicts(scaling=rows, verifier=v.verifier, filter=v.filter, min_sizes=v.min_sizes)))
     print("\nPlots:\n  " + "\n  ".join(plot_paths))
@@ -108,8 +118,9 @@ def print_experiment(name: str, root: str) -> None:
 
 
 def study(args: argparse.Namespace) -> int:
-    from selfimprove.definitions import defs, warehouse_root
+    from selfimprove.definitions import defs
     from selfimprove.runs import run_job
+    from selfimprove.state import warehouse_root
 
     jobs = {j.name for j in defs.jobs}
     is_study = f"{args.name}_study_job" in jobs
@@ -128,15 +139,15 @@ def study(args: argparse.Namespace) -> int:
 
 def sql(args: argparse.Namespace) -> int:
     """0 on success, 2 on any error (one line on stderr)."""
-    from selfimprove.resources.warehouse import default_root
     from selfimprove.sql import FORMATS, SqlError, run_query
+    from selfimprove.state import warehouse_root
 
     if (args.query is None) == (args.file is None):
         print("selfimprove sql: error: give exactly one of QUERY or --file", file=sys.stderr)
         return 2
     try:
         query = args.query if args.file is None else args.file.read_text()
-        table = run_query(args.warehouse or default_root(), query)
+        table = run_query(args.warehouse or warehouse_root(), query)
     except (SqlError, OSError, ValueError) as e:
         print(f"selfimprove sql: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -151,8 +162,8 @@ def models(args: argparse.Namespace) -> int:
     """`list`: every buildable model, whether it is built, where; `build NAME`: build it (idempotent)."""
     import logging
 
-    from selfimprove.assets.common import pretrained_root
     from selfimprove.resources.pretrained import RECIPES, PretrainedError, build, is_built, model_dir
+    from selfimprove.state import pretrained_root
 
     root = pretrained_root()
     if args.action == "list":
@@ -167,6 +178,16 @@ def models(args: argparse.Namespace) -> int:
         print(f"selfimprove models build: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+# --------------------------------------------------------------------------- dev
+
+
+def dev(argv: list[str]) -> int:
+    """Every argument goes to `dagster dev` as is (so `-h HOST` is the host, not help)."""
+    from selfimprove.instance import dev as start_dev
+
+    return start_dev(argv)
 
 
 # --------------------------------------------------------------------------- the command
@@ -188,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", help='SQL, e.g. "SELECT round, count(*) FROM generations GROUP BY 1"')
     p.add_argument("--file", "-f", type=Path, help="read the SQL from this file instead")
     p.add_argument("--format", choices=["csv", "json", "table"], default="table", help="output format (default table)")
-    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE or ./.selfimprove/warehouse)")
+    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE, else $SELFIMPROVE_HOME/warehouse)")
     p.set_defaults(run=sql)
 
     p = sub.add_parser("models", help="list or build the pretrained models ($SELFIMPROVE_HOME/models/pretrained)")
@@ -198,10 +219,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("name")
     b.add_argument("--force", action="store_true", help="rebuild even if a finished build exists")
     p.set_defaults(run=models)
+
+    p = sub.add_parser(
+        "dev", add_help=False, help="the Dagster UI on the project's instance (pool limit set, dead runs freed)"
+    )
+    p.add_argument("dagster_args", nargs=argparse.REMAINDER, help="options passed to `dagster dev`")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dev"]:
+        return dev(argv[1:])
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.assets.common import pretrained_root
 from selfimprove.assets.models import resolve_model
 from selfimprove.cli import main
 from selfimprove.resources.models import prompt_ids, text_ids
 from selfimprove.resources.pretrained import RECIPES, PretrainedError, build, is_built, model_dir, recipe
 from selfimprove.spec import ModelSpec
+from selfimprove.state import pretrained_root
 from selfimprove.toy.tokenizer import BOS, build_tokenizer
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,16 +16,6 @@ from selfimprove.render import md_table
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
 from selfimprove.verdicts import Verdict, verdict_markdown
-
-
-def state_dir() -> Path:
-    """Where local run state lives (models, warehouse): $SELFIMPROVE_HOME or ./.selfimprove."""
-    return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
-
-
-def pretrained_root() -> Path:
-    """Where `model.pretrained` folders are built (resources/pretrained.py)."""
-    return state_dir() / "models" / "pretrained"
 
 
 @dataclass(frozen=True)
@@ -59,6 +48,7 @@ class Experiment:
         if options.get("style") == "chat" and "tokenizer" not in options and not self.embedded:
             if model.pretrained is not None:
                 from selfimprove.resources.pretrained import build
+                from selfimprove.state import pretrained_root
 
                 options["tokenizer"] = str(build(model.pretrained, pretrained_root()))
             else:

@@ -11,6 +11,7 @@ pytest.importorskip("vllm", reason="vllm is not installed here: run `make test-v
 
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.vllm_engine import VllmEngine  # noqa: E402
+from selfimprove.state import from_state  # noqa: E402
 from tests.real.test_real_round import check_real_round, real_spec, run_real_round  # noqa: E402
 
 
@@ -30,6 +31,6 @@ def test_a_real_round_on_vllm(smollm2: Path, tmp_path: Path, monkeypatch: pytest
     finally:
         EngineResource().release()
     check_real_round(wh, spec.name)
-    ckpt = wh.read("checkpoint", spec.name, 0).to_pylist()[0]["path"]
+    ckpt = str(from_state(wh.read("checkpoint", spec.name, 0).to_pylist()[0]["path"]))
     assert (ckpt, Path(ckpt).name) in served  # round 1 sampled through a LoRARequest on the base
     assert {r["engine"] for r in wh.read("generations", spec.name, 0).to_pylist()} == {"vllm"}
