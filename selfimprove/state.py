@@ -17,6 +17,11 @@ def state_dir() -> Path:
     return Path(os.environ.get("SELFIMPROVE_HOME") or Path.cwd() / ".selfimprove").expanduser().resolve()
 
 
+def pretrained_root() -> Path:
+    """Where `model.pretrained` folders are built (resources/pretrained.py): <state folder>/models/pretrained."""
+    return state_dir() / "models" / "pretrained"
+
+
 def warehouse_root() -> str:
     """$SELFIMPROVE_WAREHOUSE, else <state folder>/warehouse."""
     return os.environ.get("SELFIMPROVE_WAREHOUSE") or str(state_dir() / "warehouse")

@@ -44,7 +44,7 @@ def test_experiments_dir_is_the_repo_folder() -> None:
 def test_every_experiment_yaml_loads(path: Path) -> None:
     spec = load_spec(path)
     assert spec.rounds >= 1
-    assert (spec.model.embedded is None) != (spec.model.path is None)
+    assert [spec.model.embedded, spec.model.pretrained, spec.model.path].count(None) == 2
 
 
 def test_experiment_names_are_unique() -> None:
@@ -70,6 +70,8 @@ BAD_SPECS = [
     ("both_model_sources", {**VALID, "model": {"embedded": "micro", "path": "/models/x"}}, "model", "exactly one"),
     ("no_model_source", {**VALID, "model": {}}, "model", "exactly one"),
     ("no_model_at_all", {"name": "ok_spec"}, "model", "Field required"),
+    ("pretrained_and_path", {**VALID, "model": {"pretrained": "smollm2-135m", "path": "/m"}}, "model", "exactly one"),
+    ("unknown_pretrained", {**VALID, "model": {"pretrained": "gpt5"}}, "model.pretrained", "'gpt5'"),
     ("unknown_method", {**VALID, "verification": {"methods": ["magic"]}}, "verification.methods.0", "'mc'"),
     ("empty_methods", {**VALID, "verification": {"methods": []}}, "verification.methods", "at least one method"),
     ("rounds_zero", {**VALID, "rounds": 0}, "rounds", "greater than or equal to 1"),
@@ -178,3 +180,9 @@ def test_spec_is_frozen() -> None:
     spec = ExperimentSpec.model_validate(VALID)
     with pytest.raises(Exception, match="frozen"):
         spec.rounds = 5  # type: ignore[misc]
+
+
+def test_pretrained_model_by_name(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, {**VALID, "model": {"pretrained": "smollm2-135m"}}))
+    assert spec.model.pretrained == "smollm2-135m" and spec.model.path is None
+    assert spec.verification.style == "fewshot"  # a real model gets natural-language verifier prompts

@@ -31,6 +31,22 @@ def weight_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:32]
 
 
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a text with no special tokens added."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """Prompt token ids as both engines and the trainer feed them: the tokenizer's BOS, then the text.
+
+    A text that already starts with the BOS token (a chat template writing its own, e.g. SmolLM2's
+    `<|im_start|>` or Llama 3's `<|begin_of_text|>`) gets no second one.
+    """
+    ids = text_ids(tokenizer, text)
+    bos = tokenizer.bos_token_id
+    return [bos, *ids] if bos is not None and ids[:1] != [bos] else ids
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 

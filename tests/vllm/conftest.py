@@ -50,3 +50,6 @@ def engine_processes() -> list:
             continue
         out.append(child)
     return out
+
+
+from tests.real.conftest import smollm2  # noqa: E402, F401  (the real model, where SELFIMPROVE_REAL_HOME is set)
