@@ -90,7 +90,7 @@ def check_real_round(wh: Warehouse, name: str) -> None:
     mc = [v for v in ver if v["method"] == "mc"]  # real token probabilities: MC always parses
     assert all(v["ok"] and re.fullmatch(r"logp_correct=-?[\d.]+ logp_incorrect=-?[\d.]+", v["raw"]) for v in mc)
     gap = wh.read("gap", name, 0).to_pylist()
-    assert {r["verifier"] for r in gap} == {*METHODS, "ensemble", "oracle"}
+    assert {r["verifier"] for r in gap} == {*METHODS, "ensemble", "oracle", "majority"}
     assert all(math.isclose(r["j_f"], accuracy) for r in gap if r["n_excluded"] == 0)
     for r in gap:  # the tables report each verifier's measured parse-failure rate
         if r["verifier"] in METHODS:
