@@ -1,9 +1,11 @@
 """Samples/s of vLLM through our engine, vLLM called directly, and the transformers engine, side by side.
 
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python bench/vllm_throughput.py --size default --repeats 3
+    VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python bench/vllm_throughput.py --pretrained smollm2-135m \
+        --task word_arithmetic --task-options '{"style": "chat", "shots": 2}' --prompts 8 --n 4 ...
 
-All three sample the same prompts (arithmetic generation prompts, as token ids with BOS) with the same
-sampling (n per prompt, temperature, top_p, max_new_tokens, stop at EOS):
+All three sample the same prompts (a task's generation prompts, as token ids with BOS unless the chat
+template writes its own) with the same sampling (n per prompt, temperature, top_p, max_new_tokens, stop at EOS):
 
 - "vllm (our engine)": `VllmEngine.generate`: one request per (prompt, sample) with `n=1` and the
   sample's own seed (`sample_seed`), all in one `LLM.generate` call, then our Generation rows;
@@ -32,10 +34,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def resolve_model(model: str, size: str, cache: str) -> Path:
-    """An explicit checkpoint folder, else the packaged/cached toy checkpoint of `size` (trained if missing)."""
+def resolve_model(model: str, size: str, cache: str, pretrained: str = "") -> Path:
+    """An explicit checkpoint folder, a built pretrained model, else the packaged/cached toy checkpoint of `size`."""
     from selfimprove.toy.pretrain import ensure_pretrained
 
+    if pretrained:
+        from selfimprove.resources.pretrained import build
+        from selfimprove.state import pretrained_root
+
+        return build(pretrained, pretrained_root())
     return Path(model) if model else Path(ensure_pretrained(size, cache))
 
 
@@ -73,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", default="default", help="toy size, used when --model is not given")
     p.add_argument("--model", default="", help="a checkpoint folder (overrides --size)")
     p.add_argument("--cache", default=".cache/toy", help="where a missing toy size is pretrained")
+    p.add_argument("--pretrained", default="", help="a pretrained model by name (selfimprove models build NAME)")
+    p.add_argument("--task", default="arithmetic", help="the task whose generation prompts are sampled")
+    p.add_argument("--task-options", default="{}", help="the task's keywords as JSON")
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -96,18 +106,24 @@ def main(argv: list[str] | None = None) -> None:
     from vllm.inputs import TokensPrompt
 
     from selfimprove.resources.engine import Sampling
+    from selfimprove.resources.pretrained import MANIFEST
     from selfimprove.resources.transformers_engine import TransformersEngine
     from selfimprove.resources.vllm_engine import VllmEngine
     from selfimprove.spec import ModelSpec
-    from selfimprove.tasks.arithmetic import ArithmeticTask
+    from selfimprove.tasks.registry import get_task
     from selfimprove.toy.pretrain import META_FILE
 
     torch.set_num_threads(args.threads)
-    path = resolve_model(args.model, args.size, args.cache)
-    meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
-    task = ArithmeticTask()
+    path = resolve_model(args.model, args.size, args.cache, args.pretrained)
+    meta_file = next((path / f for f in (META_FILE, MANIFEST) if (path / f).is_file()), None)
+    meta = json.loads(meta_file.read_text()) if meta_file else {}
+    options = json.loads(args.task_options)
+    if options.get("style") == "chat":
+        options.setdefault("tokenizer", str(path))
+    task = get_task(args.task, **options)
     prompts = [task.generation_prompt(q) for q in task.load(args.prompts, seed=0)]
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    stop = tuple(getattr(task, "stop", ()) or ())
+    sampling = Sampling(args.temperature, args.top_p, args.max_new_tokens, stop)
 
     start = time.perf_counter()
     spec = ModelSpec(path=str(path), engine="vllm", enforce_eager=args.enforce_eager, max_model_len=args.max_model_len)
@@ -124,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                 top_p=args.top_p,
                 max_tokens=args.max_new_tokens,
                 stop_token_ids=[ours.eos_id],
+                stop=list(stop) or None,
                 skip_special_tokens=False,
                 spaces_between_special_tokens=False,
             )
@@ -176,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"our engine / {m} (median samples/s): **{x:.2f}x**")
     print()
     print(
-        f"model: {path} (size {meta.get('size', '?')}, {meta.get('n_params', 0) / 1e6:.2f}M params); "
-        f"{len(prompts)} prompts x n={args.n}, temperature {args.temperature}, top_p {args.top_p}, "
+        f"model: {path} (size {meta.get('size', meta.get('name', '?'))}, {meta.get('n_params', 0) / 1e6:.2f}M "
+        f"params); {len(prompts)} {args.task} prompts {args.task_options} x n={args.n}, "
+        f"temperature {args.temperature}, top_p {args.top_p}, "
         f"max_new_tokens {args.max_new_tokens}; {args.repeats} interleaved repeats; vllm {vllm.__version__}, "
         f"torch {torch.__version__}, enforce_eager={args.enforce_eager}, vLLM start {start_seconds:.1f} s; "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "

@@ -4,6 +4,7 @@
 - `study NAME` runs a study's or an experiment's job and prints its tables, fits and verdicts;
 - `sql` runs a read-only query over the warehouse views;
 - `dev` starts the Dagster UI, daemon and code server (`dagster dev`) on the prepared instance.
+- `models list` / `models build NAME` lists and builds the pretrained models (resources/pretrained.py).
 
 Each subcommand is thin: it parses arguments, calls library code and prints.
 """
@@ -154,6 +155,31 @@ def sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- models
+
+
+def models(args: argparse.Namespace) -> int:
+    """`list`: every buildable model, whether it is built, where; `build NAME`: build it (idempotent)."""
+    import logging
+
+    from selfimprove.resources.pretrained import RECIPES, PretrainedError, build, is_built, model_dir
+    from selfimprove.state import pretrained_root
+
+    root = pretrained_root()
+    if args.action == "list":
+        for name, r in sorted(RECIPES.items()):
+            state = "built" if is_built(name, root) else f"not built (needs the [{r.extra}] extra)"
+            print(f"{name}\t{r.requirement}:{r.gguf}\t{state}\t{model_dir(name, root)}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        print(build(args.name, root, force=args.force))
+    except PretrainedError as exc:
+        print(f"selfimprove models build: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 # --------------------------------------------------------------------------- dev
 
 
@@ -185,6 +211,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json", "table"], default="table", help="output format (default table)")
     p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE, else $SELFIMPROVE_HOME/warehouse)")
     p.set_defaults(run=sql)
+
+    p = sub.add_parser("models", help="list or build the pretrained models ($SELFIMPROVE_HOME/models/pretrained)")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("list", help="the buildable pretrained models and whether each is built")
+    b = actions.add_parser("build", help="build a pretrained model once (checked, atomic, idempotent)")
+    b.add_argument("name")
+    b.add_argument("--force", action="store_true", help="rebuild even if a finished build exists")
+    p.set_defaults(run=models)
 
     p = sub.add_parser(
         "dev", add_help=False, help="the Dagster UI on the project's instance (pool limit set, dead runs freed)"

@@ -17,6 +17,11 @@ def state_dir() -> Path:
     return Path(os.environ.get("SELFIMPROVE_HOME") or Path.cwd() / ".selfimprove").expanduser().resolve()
 
 
+def pretrained_root() -> Path:
+    """Where `model.pretrained` folders are built (resources/pretrained.py): <state folder>/models/pretrained."""
+    return state_dir() / "models" / "pretrained"
+
+
 def warehouse_root() -> str:
     """$SELFIMPROVE_WAREHOUSE, else <state folder>/warehouse."""
     return os.environ.get("SELFIMPROVE_WAREHOUSE") or str(state_dir() / "warehouse")
@@ -29,6 +34,17 @@ def to_state(path: str | Path) -> str:
         return p.relative_to(state_dir()).as_posix()
     except ValueError:
         return str(p)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (temp names carry their writer's pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def from_state(path: str | Path) -> Path:

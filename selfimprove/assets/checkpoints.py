@@ -2,6 +2,7 @@
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -59,9 +60,24 @@ def checkpoint_manifest(exp: Experiment, r: int, data: pa.Table, base: dict, pre
         manifest["reused"] = True
     else:
         examples = training_data(spec.distill.update, data)
-        manifest = train_lora(
-            base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
+        train = partial(
+            train_lora,
+            base_path,
+            examples,
+            spec.distill,
+            out,
+            seed=spec.seed + r,
+            init_adapter=init,
+            device=spec.model.device,
+            allow_pickle=spec.model.allow_pickle,
         )
+        if spec.execution.backend == "ray":  # on a worker holding train_resources; `out` must be a shared path
+            from selfimprove.resources.ray_engine import run_task
+
+            manifest, where = run_task(train, spec.execution.train_resources, spec.execution)
+            manifest["trained_on"] = where
+        else:
+            manifest = train()
         manifest["reused"] = False
     manifest["path"] = to_state(out / "merged" if spec.distill.mode == "merge" else out)
     return manifest
@@ -107,6 +123,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         previous = tables["model"].to_pylist()[0] if r > 0 else base
         manifest = checkpoint_manifest(exp, r, current(tables[data]), base, previous)
         context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
+        where = {f"trained_on_{k}": v for k, v in manifest.get("trained_on", {}).items()}
         row = {
             "path": manifest["path"],
             "base_path": manifest["base_path"],
@@ -130,6 +147,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
                 "loss_curve": dg.MetadataValue.md(
                     plots.md_image(plots.loss_figure(manifest["loss_curve"], f"round {r}: LoRA loss"), "loss curve")
                 ),
+                **where,
             },
             ["path", "weight_digest", "n_examples", "final_loss"],
         )

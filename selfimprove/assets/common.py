@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,9 +41,20 @@ class Experiment:
 
     @cached_property
     def task(self) -> Task:
+        """The task; chat-style prompts without a `tokenizer` option use the experiment model's tokenizer."""
         from selfimprove.tasks.registry import get_task
 
-        return get_task(self.spec.task.name, **self.spec.task.options)
+        options = dict(self.spec.task.options)
+        model = self.spec.model
+        if options.get("style") == "chat" and "tokenizer" not in options and not self.embedded:
+            if model.pretrained is not None:
+                from selfimprove.resources.pretrained import build
+                from selfimprove.state import pretrained_root
+
+                options["tokenizer"] = str(build(model.pretrained, pretrained_root()))
+            else:
+                options["tokenizer"] = str(Path(str(model.path)).expanduser().resolve())
+        return get_task(self.spec.task.name, **options)
 
     @property
     def embedded(self) -> bool:

@@ -65,8 +65,8 @@ def eval_rows(
             )
         )
         totals = {k: totals[k] + counts[k] for k in totals}
-        if warehouse is not None:
-            warehouse.clear_shards("eval", exp.name, r, run_key)
+    if warehouse is not None:
+        warehouse.clear_staging("eval", exp.name, r)
     if stats is not None:
         stats.update(totals)
     return pa.concat_tables(tables)
@@ -101,7 +101,7 @@ def eval_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         table = eval_rows(
             exp,
             r,
-            lambda: engines.get(manifest["path"], exp.spec.model),
+            lambda: engines.get(manifest["path"], exp.spec.model, exp.spec.execution),
             prompts,
             warehouse.get(),
             weight_digest=manifest["weight_digest"],

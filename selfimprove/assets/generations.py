@@ -37,8 +37,9 @@ def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         weights, name = manifest["weight_digest"], exp.spec.model.engine
         run_key = digest(weights, name, gen.model_dump_json(), exp.spec.seed, CODE_VERSION)
         cached, save = staged_run(warehouse.get(), "generations", exp.name, r, run_key)
+        stats: dict[str, int] = {}
         table = sample_and_grade(
-            engine=lambda: engines.get(manifest["path"], exp.spec.model),
+            engine=lambda: engines.get(manifest["path"], exp.spec.model, exp.spec.execution),
             weight_digest=weights,
             engine_name=name,
             task=exp.task,
@@ -52,13 +53,19 @@ def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             shard_prompts=gen.shard_prompts,
             save_shard=save,
             extra={"model_path": manifest["path"]},
+            stats=stats,
         )
-        warehouse.get().clear_shards("generations", exp.name, r, run_key)
+        warehouse.get().clear_staging("generations", exp.name, r)  # this run's shards and any older ones
         acc = sum(table.column("correct").to_pylist()) / max(1, table.num_rows)
         context.log.info(f"round {r}: {table.num_rows} samples, accuracy {acc:.3f}")
         return output(
             table,
-            {"sample_accuracy": acc, "weight_digest": weights},
+            {
+                "sample_accuracy": acc,
+                "weight_digest": weights,
+                "reused_rows": stats["reused"],
+                "computed_rows": stats["computed"],
+            },
             ["sample_id", "completion", "answer", "correct"],
         )
 

@@ -1,4 +1,5 @@
-"""The base model asset: an embedded size trained locally, or a local HF checkpoint."""
+"""The base model asset: an embedded size trained locally, a pretrained model built from its recipe, or a local
+HF checkpoint."""
 
 import json
 from pathlib import Path
@@ -9,17 +10,22 @@ import pyarrow as pa
 from selfimprove.assets.common import Experiment, output
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
-from selfimprove.state import state_dir, to_state
+from selfimprove.state import pretrained_root, state_dir, to_state
 
 CODE_VERSION = "1"
 
 
 def resolve_model(model: ModelSpec) -> Path:
-    """The local folder of a model spec; an embedded size is pretrained once and then reused."""
+    """The local folder of a model spec; an embedded size is pretrained once and a pretrained model built
+    once, then reused."""
     if model.embedded is not None:
         from selfimprove.toy.pretrain import ensure_pretrained
 
         return Path(ensure_pretrained(model.embedded, state_dir() / "models" / "embedded", seed=model.seed))
+    if model.pretrained is not None:
+        from selfimprove.resources.pretrained import build
+
+        return build(model.pretrained, pretrained_root())
     path = Path(str(model.path)).expanduser().resolve()
     if not path.is_dir():
         raise ModelLoadError(f"model.path {path} does not exist or is not a folder")
@@ -28,7 +34,9 @@ def resolve_model(model: ModelSpec) -> Path:
 
 def base_model_manifest(model: ModelSpec) -> pa.Table:
     path = resolve_model(model)
-    net, _ = load_model(path, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+    net, _ = load_model(
+        path, dtype=model.dtype, trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle
+    )
     info_file = path / "selfimprove_model.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     return pa.Table.from_pylist(
@@ -39,7 +47,7 @@ def base_model_manifest(model: ModelSpec) -> pa.Table:
                 "weight_digest": weight_digest(net),
                 "n_params": sum(p.numel() for p in net.parameters()),
                 "flops": float(info.get("flops", 0.0)) or None,
-                "size": model.embedded or path.name,
+                "size": model.embedded or model.pretrained or path.name,
                 "seed": model.seed,
             }
         ]

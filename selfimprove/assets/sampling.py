@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from selfimprove.assets.common import digest
 from selfimprove.assets.shards import SaveShard, shard_by_prompt
-from selfimprove.resources.engine import Engine, Generation, Sampling
+from selfimprove.resources.engine import Engine, Generation, Sampling, map_units
 from selfimprove.tasks.base import Problem, Task, grade_many, grading_key
 
 log = logging.getLogger(__name__)
@@ -201,24 +201,38 @@ def _sample_and_grade(
         [(j, i) for j, (p, _) in enumerate(shard) for i in range(n) if keys[s][(p.prompt_id, i)] not in pool]
         for s, shard in enumerate(shards)
     ]
-    out: list[Row] = []
-    regraded = 0
-    for group in _groups([len(m) for m in missing], shard_prompts * n):
-        # one generate call for the group: after raising N the new samples of several shards fill a batch
+    # a group is what one generate call covers: after raising N the new samples of several shards fill a batch
+    groups = _groups([len(m) for m in missing], shard_prompts * n)
+    units: list[tuple[list[str], list[tuple[int, int]]]] = []
+    for group in groups:
         texts, wanted = [], []
         for s in group:
             wanted += [(len(texts) + j, i) for j, i in missing[s]]
             texts += [text for _, text in shards[s]]
-        fresh = _generate_missing(engine, texts, wanted, sampling, seed) if wanted else {}
-        for s in group:
+        units.append((texts, wanted))
+    work = [g for g, (_, wanted) in enumerate(units) if wanted]
+    by_shard: dict[int, list[Row]] = {}
+    regraded = 0
+
+    def finish(g: int, fresh: dict[tuple[str, int], tuple[str, int, str, int]]) -> None:
+        nonlocal regraded
+        for s in groups[g]:
             rows, n_regraded = _shard_rows(
                 shards[s], keys[s], pool, fresh, task, n, sampling, id_prefix, fixed, extra or {}
             )
             regraded += n_regraded
             if missing[s] and save_shard is not None:
                 save_shard(s, _typed(pa.Table.from_pylist(rows)))
-            out.extend(rows)
+            by_shard[s] = rows
             log.info("shard %d/%d: %d samples, %d computed", s + 1, n_shards, len(rows), len(missing[s]))
+
+    for g in range(len(groups)):
+        if not units[g][1]:  # every row cached: no engine needed
+            finish(g, {})
+    generate = partial(_generate_unit, sampling=sampling, seed=seed)
+    for w, fresh in map_units(engine, generate, [units[g] for g in work]) if work else ():
+        finish(work[w], fresh)
+    out = [row for s in range(n_shards) for row in by_shard[s]]
     computed = sum(len(m) for m in missing)
     log.info("%d samples, %d reused from cache (%d of them graded again)", len(out), len(out) - computed, regraded)
     counts = {"rows": len(out), "reused": len(out) - computed, "computed": computed, "regraded": regraded}
@@ -310,10 +324,13 @@ def _typed(table: pa.Table) -> pa.Table:
     return table
 
 
-def _generate_missing(
-    engine: Engine, prompts: list[str], missing: list[tuple[int, int]], sampling: Sampling, seed: int
+def _generate_unit(
+    engine: Engine, unit: tuple[list[str], list[tuple[int, int]]], sampling: Sampling, seed: int
 ) -> dict[tuple[str, int], tuple[str, int, str, int]]:
-    """Generate the missing (prompt position, sample index) pairs, grouped into contiguous index runs."""
+    """Generate a unit's missing (prompt position, sample index) pairs, grouped into contiguous index runs.
+
+    Module-level and picklable: on the Ray backend it runs on a worker, with the worker's engine."""
+    prompts, missing = unit
     runs: dict[tuple[int, int], list[int]] = {}
     by_prompt: dict[int, list[int]] = {}
     for j, i in missing:

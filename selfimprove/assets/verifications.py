@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -21,7 +22,7 @@ from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.models import resolve_model
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
 from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
-from selfimprove.resources.engine import Engine
+from selfimprove.resources.engine import Engine, map_units
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import VerificationSpec
@@ -163,38 +164,60 @@ def _rows(
         for method in spec.methods
     }
     found: dict[str, list[tuple[int, int, Row]]] = {method: [] for method in spec.methods}
-    reused = computed = 0
+    counts = {"reused": 0, "computed": 0}
+    # per shard: the cached rows it reuses, and per method the keys and candidates still to verify
+    plans: list[tuple[list[Row], list[tuple[str, dict[tuple[int, int], str], list[Candidate]]]]] = []
     for s in range(len(shards)):
-        shard_rows: list[Row] = []
-        shard_computed = 0
+        hits_rows: list[Row] = []
+        todo_by_method = []
         for method in spec.methods:
             todo: list[_Unit] = []
             for unit in (u for u in units[method] if shard_of[u.members[0]] == s):
                 if all(unit.keys[k] in pool for k in unit.required):
                     hits = [(j, i, pool[key]) for (j, i), key in unit.keys.items() if key in pool]
                     found[method] += hits
-                    shard_rows += [r for _, _, r in hits]
-                    reused += len(hits)
+                    hits_rows += [r for _, _, r in hits]
+                    counts["reused"] += len(hits)
                 else:
                     todo.append(unit)
-            if not todo:
-                continue
-            keys = {k: v for unit in todo for k, v in unit.keys.items()}
-            subset = [cands[j] for unit in todo for j in unit.members]
-            fresh = verify(method, engine, subset, spec, seed, kind)
+            if todo:
+                keys = {k: v for unit in todo for k, v in unit.keys.items()}
+                todo_by_method.append((method, keys, [cands[j] for unit in todo for j in unit.members]))
+        plans.append((hits_rows, todo_by_method))
+
+    def finish(s: int, fresh_by_method: list[list[Row]]) -> None:
+        shard_rows, todo_by_method = list(plans[s][0]), plans[s][1]
+        for (method, keys, _), fresh in zip(todo_by_method, fresh_by_method, strict=True):
             for row in fresh:
                 j = position[row["sample_id"]]
                 row.update(seed=seed, verifier_digest=ident[0], generator_digest=generator_digest, engine=ident[1])
                 row["cache_key"] = keys[(j, row["verification_index"])]
                 found[method].append((j, row["verification_index"], row))
             shard_rows += fresh
-            shard_computed += len(fresh)
-        if shard_computed and save_shard is not None:
+        computed = sum(len(f) for f in fresh_by_method)
+        if computed and save_shard is not None:
             save_shard(s, pa.Table.from_pylist(shard_rows))
-        computed += shard_computed
-        log.info("verification shard %d/%d: %d rows, %d computed", s + 1, len(shards), len(shard_rows), shard_computed)
+        counts["computed"] += computed
+        log.info("verification shard %d/%d: %d rows, %d computed", s + 1, len(shards), len(shard_rows), computed)
+
+    # a shard's verifications are one unit of work; one without a model method (the oracle alone) runs here
+    check = partial(_verify_unit, spec=spec, seed=seed, kind=kind)
+    todo_units = [[(method, subset) for method, _, subset in todo] for _, todo in plans]
+    work = [s for s, unit in enumerate(todo_units) if any(VERIFIERS[m].needs_model for m, _ in unit)]
+    for s in sorted(set(range(len(shards))) - set(work)):
+        finish(s, check(None, todo_units[s]))
+    for w, fresh in map_units(engine, check, [todo_units[s] for s in work]) if work else ():
+        finish(work[w], fresh)
     rows = [r for method in spec.methods for _, _, r in sorted(found[method], key=lambda t: (t[0], t[1]))]
-    return pa.Table.from_pylist(rows), {"rows": len(rows), "reused": reused, "computed": computed}
+    return pa.Table.from_pylist(rows), {"rows": len(rows), **counts}
+
+
+def _verify_unit(
+    engine: Engine | None, unit: list[tuple[str, list[Candidate]]], spec: VerificationSpec, seed: int, kind: str
+) -> list[list[Row]]:
+    """One shard's model verifications, method by method; module-level and picklable, so on the Ray backend it
+    runs on a worker with the worker's engine."""
+    return [verify(method, engine, subset, spec, seed, kind) for method, subset in unit]
 
 
 def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
@@ -226,10 +249,10 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         source: EngineSource
         if spec.verifier is None:  # the manifest's digest is that of the loaded weights: no model needed for keys
             path, model_spec = manifest["path"], exp.spec.model
-            source = lambda: engines.get(path, model_spec)  # noqa: E731
+            source = lambda: engines.get(path, model_spec, exp.spec.execution)  # noqa: E731
             ident = {"weight_digest": manifest["weight_digest"], "engine_name": model_spec.engine}
         else:  # a cross-verifier has no manifest: its digest comes from loading it
-            source = engines.get(resolve_model(spec.verifier), spec.verifier)
+            source = engines.get(resolve_model(spec.verifier), spec.verifier, exp.spec.execution)
             ident = {}
         questions = dict(
             zip(prompts.column("prompt_id").to_pylist(), prompts.column("question").to_pylist(), strict=True)
@@ -252,7 +275,7 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             save_shard=save,
             **ident,
         )
-        warehouse.get().clear_shards("verifications", exp.name, r, run_key)
+        warehouse.get().clear_staging("verifications", exp.name, r)  # this run's shards and any older ones
         verifier = table.column("verifier_digest")[0].as_py() if table.num_rows else ident.get("weight_digest", "")
         numbers: dict[str, float | int | str] = {
             "verifier_digest": verifier,

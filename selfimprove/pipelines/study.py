@@ -106,7 +106,7 @@ class StudySpec(Strict):
         if "name" in v:
             raise ValueError("the template has no name: each member is named <study>_<label>")
         model = v.get("model", {})
-        if not isinstance(model, dict) or {"embedded", "path"} & set(model):
+        if not isinstance(model, dict) or {"embedded", "pretrained", "path"} & set(model):
             raise ValueError("template.model may set engine options only; the sizes give model.embedded")
         return v
 

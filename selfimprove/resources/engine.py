@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,22 @@ def generate_distinct(
     for g in engine.generate(unique, n, sampling, seed):
         out[unique[g.prompt_index]].append(g)
     return out
+
+
+U = TypeVar("U")
+R = TypeVar("R")
+
+
+def map_units(engine: Engine, fn: Callable[[Engine, U], R], units: Sequence[U]) -> Iterator[tuple[int, R]]:
+    """(index, fn(engine, unit)) for every unit of a stage's work.
+
+    An engine spread over workers (`RayEngine`) offers `map_units` itself and yields in the order units
+    finish; any other engine runs them here, one after another. `fn` must be picklable (a module-level
+    function or a partial of one), since it travels to the workers.
+    """
+    spread: Any = getattr(engine, "map_units", None)
+    if spread is not None:
+        yield from spread(fn, units)
+        return
+    for i, unit in enumerate(units):
+        yield i, fn(engine, unit)

@@ -15,11 +15,11 @@ from selfimprove.resources.engine import Engine
 from selfimprove.state import from_state
 
 if TYPE_CHECKING:
-    from selfimprove.spec import ModelSpec
+    from selfimprove.spec import ExecutionSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
-_loaded: dict[tuple[str, str], Engine] = {}
+_loaded: dict[tuple[str, str, str], Engine] = {}
 
 
 def _transformers(path: str | Path, model: ModelSpec) -> Engine:
@@ -31,6 +31,7 @@ def _transformers(path: str | Path, model: ModelSpec) -> Engine:
         dtype=model.dtype,
         batch_size=model.batch_size,
         trust_remote_code=model.trust_remote_code,
+        allow_pickle=model.allow_pickle,
     )
 
 
@@ -53,7 +54,9 @@ class EngineResource(dg.ConfigurableResource):
     """Hands out engines. At most one model is held per process: asking for another releases it.
 
     With the in-process executor, a round's generation, verification and eval stages therefore load
-    their model once; `release()` frees it before LoRA training needs the device. Every step of the
+    their model once; `release()` frees it before LoRA training needs the device. With
+    `execution.backend: ray` the engine is a `RayEngine`: `execution.workers` actors, each loading the
+    model once, kept for every stage of the run until `release()` ends them. Every step of the
     `model` pool uses this resource, so its setup registers the run's process (`instance.register_run`):
     a run killed while holding the pool can then be told dead and its slot freed.
     """
@@ -69,14 +72,21 @@ class EngineResource(dg.ConfigurableResource):
         if self._watch is not None:
             self._watch.stop()
 
-    def get(self, path: str | Path, model: ModelSpec) -> Engine:
+    def get(self, path: str | Path, model: ModelSpec, execution: ExecutionSpec | None = None) -> Engine:
         """The engine on `path`; a relative path (as manifests record it) lies in the state folder."""
         path = from_state(path).resolve()
-        key = (str(path), model.model_dump_json())
+        ray = execution is not None and execution.backend == "ray"
+        key = (str(path), model.model_dump_json(), execution.model_dump_json() if ray else "")
         if key not in _loaded:
             self.release()
-            log.info("loading %s engine for %s", model.engine, path)
-            _loaded[key] = open_engine(path, model)
+            if ray:
+                from selfimprove.resources.ray_engine import RayEngine
+
+                log.info("starting %d Ray workers (%s engine) for %s", execution.workers, model.engine, path)
+                _loaded[key] = RayEngine(path, model, execution, opener=open_engine)
+            else:
+                log.info("loading %s engine for %s", model.engine, path)
+                _loaded[key] = open_engine(path, model)
         return _loaded[key]
 
     def release(self) -> None:

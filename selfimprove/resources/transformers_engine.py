@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from selfimprove.resources.engine import Generation, Sampling, sample_seed
-from selfimprove.resources.models import load_model, weight_digest
+from selfimprove.resources.models import load_model, prompt_ids, text_ids, weight_digest
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,15 @@ class TransformersEngine:
         dtype: str = "float32",
         batch_size: int = 256,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ) -> TransformersEngine:
-        model, tokenizer = load_model(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(
+            path, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
         return cls(model, tokenizer, batch_size=batch_size, path=str(path))
 
     def encode(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        bos = self.tokenizer.bos_token_id
-        return [bos, *ids] if bos is not None else ids
+        return prompt_ids(self.tokenizer, text)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -84,12 +85,10 @@ class TransformersEngine:
         from transformers import DynamicCache
 
         b, steps = len(prompts), sampling.max_new_tokens
-        width = max(len(p) for p in prompts)
-        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.long)
-        for r, p in enumerate(prompts):  # left padding
-            ids[r, width - len(p) :] = torch.tensor(p)
-            mask[r, width - len(p) :] = 1
+        # The prompt is run once per distinct prompt; its KV cache is then copied to each of its samples.
+        distinct: dict[tuple[int, ...], int] = {}
+        expand = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts])
+        ids, mask = _left_pad([list(p) for p in distinct], self.pad_id)
         uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -101,10 +100,19 @@ class TransformersEngine:
         step_input, step_pos = ids, positions
         for t in range(steps):
             logits = (
-                self.model(input_ids=step_input, attention_mask=mask, position_ids=step_pos, past_key_values=cache)
+                self.model(
+                    input_ids=step_input,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    past_key_values=cache,
+                    logits_to_keep=1,
+                )
                 .logits[:, -1, :]
                 .float()
             )
+            if t == 0 and len(distinct) < b:
+                logits, mask, step_pos = logits[expand], mask[expand.to(self.device)], step_pos[expand.to(self.device)]
+                cache.batch_select_indices(expand.to(self.device))
             nxt = _sample(logits, sampling, uniforms[active, t].to(logits.device)).cpu()
             tokens[active, t] = nxt
             finished = nxt == self.eos_id if self.eos_id is not None else torch.zeros_like(nxt, dtype=torch.bool)
@@ -142,28 +150,43 @@ class TransformersEngine:
         out: list[list[float]] = []
         for start in range(0, len(prompts), self.batch_size):
             pairs = [
-                (self.encode(p), list(self.tokenizer(c, add_special_tokens=False)["input_ids"]))
+                (self.encode(p), text_ids(self.tokenizer, c))
                 for p, c in zip(
                     prompts[start : start + self.batch_size],
                     continuations[start : start + self.batch_size],
                     strict=True,
                 )
             ]
-            width = max(len(p) + len(c) for p, c in pairs)
-            ids = torch.full((len(pairs), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, (p, c) in enumerate(pairs):  # right padding
-                ids[r, : len(p) + len(c)] = torch.tensor(p + c)
-                mask[r, : len(p) + len(c)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            # Left padding puts every continuation at the end, so only the last `keep` positions need logits
+            # (a full [batch, length, vocabulary] tensor is gigabytes for a 49k vocabulary).
+            ids, mask = _left_pad([p + c for p, c in pairs], self.pad_id)
+            keep = max(len(c) for _, c in pairs) + 1
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.device),
+                logits_to_keep=keep,
+            ).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for r, (p, c) in enumerate(pairs):
-                positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+            for r, (_, c) in enumerate(pairs):
+                positions = torch.arange(keep - len(c) - 1, keep - 1)
                 out.append(logp[r, positions, torch.tensor(c, dtype=torch.long)].tolist() if c else [])
         return out
 
     def close(self) -> None:
         self.model = None
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token rows, left-padded to the longest."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+    return ids, mask
 
 
 def _sample(logits: torch.Tensor, sampling: Sampling, u: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfimprove.resources.engine import Generation, Sampling, sample_seed
-from selfimprove.resources.models import ModelLoadError, adapter_base_path, is_adapter, load_model, weight_digest
+from selfimprove.resources.models import (
+    ModelLoadError,
+    adapter_base_path,
+    is_adapter,
+    load_model,
+    prompt_ids,
+    text_ids,
+    weight_digest,
+)
 
 if TYPE_CHECKING:
     from selfimprove.spec import ModelSpec
@@ -106,7 +114,9 @@ class VllmEngine:
         vllm = import_vllm()
         spec = model
         path = Path(path).expanduser().resolve()
-        net, tokenizer = load_model(path, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
+        net, tokenizer = load_model(
+            path, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle
+        )
         digest = weight_digest(net)
         adapter = is_adapter(path)
         temp_dir: str | None = None
@@ -165,13 +175,11 @@ class VllmEngine:
     # -- tokens ---------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Prompt token ids exactly as the transformers engine makes them: BOS (if any), then the text."""
-        ids = self._tokens(text)
-        bos = self.tokenizer.bos_token_id
-        return [bos, *ids] if bos is not None else ids
+        """Prompt token ids exactly as the transformers engine makes them (`prompt_ids`)."""
+        return prompt_ids(self.tokenizer, text)
 
     def _tokens(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return text_ids(self.tokenizer, text)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)

@@ -133,7 +133,25 @@ def shot_solution(solution: str) -> str:
     return f"{body}\nThe answer is {final.strip()}."
 
 
-class GSM8KTask(FewShotTask):
+class NumericAnswers:
+    """The final number of a completion, graded by exact numeric equality (GSM8K, word problems)."""
+
+    def extract_answer(self, completion: str) -> str | None:
+        return extract_number(completion)
+
+    def grade(self, problem: Problem, completion: str) -> bool:
+        return numbers_equal(self.extract_answer(completion), problem.reference)
+
+    def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Equal numeric values (`10{,}000` = `10,000` = `10000`); non-numbers compare as stripped text."""
+        out = []
+        for a, b in pairs:
+            x, y = parse_number(_unlatex(a)), parse_number(_unlatex(b))
+            out.append(x == y if x is not None and y is not None else a.strip() == b.strip())
+        return out
+
+
+class GSM8KTask(NumericAnswers, FewShotTask):
     """GSM8K. 'train' prompts come from train.jsonl, 'eval' prompts from test.jsonl."""
 
     name = "gsm8k"
@@ -182,17 +200,3 @@ class GSM8KTask(FewShotTask):
 
     def shot_answer(self, problem: Problem) -> str:
         return shot_solution(problem.meta["solution"])
-
-    def extract_answer(self, completion: str) -> str | None:
-        return extract_number(completion)
-
-    def grade(self, problem: Problem, completion: str) -> bool:
-        return numbers_equal(self.extract_answer(completion), problem.reference)
-
-    def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
-        """Equal numeric values (`10{,}000` = `10,000` = `10000`); non-numbers compare as stripped text."""
-        out = []
-        for a, b in pairs:
-            x, y = parse_number(_unlatex(a)), parse_number(_unlatex(b))
-            out.append(x == y if x is not None and y is not None else a.strip() == b.strip())
-        return out

@@ -42,6 +42,12 @@ def _arithmetic(**kw: Any) -> Task:
     return ArithmeticTask(**kw)  # type: ignore[return-value]
 
 
+def _word_arithmetic(**kw: Any) -> Task:
+    from selfimprove.tasks.word_arithmetic import WordArithmeticTask
+
+    return WordArithmeticTask(**kw)
+
+
 def _custom(**kw: Any) -> Task:
     from selfimprove.tasks.custom import CustomTask
 
@@ -61,6 +67,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "sudoku4": _sudoku,
     "sudoku": _sudoku,
     "arithmetic": _arithmetic,
+    "word_arithmetic": _word_arithmetic,
     "custom": _custom,
 }
 

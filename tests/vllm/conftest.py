@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ MICRO_VLLM = "micro_vllm"
 
 
 @pytest.fixture(scope="session")
-def micro_vllm_model(state_home: Path) -> Path:
-    """The micro_vllm toy model folder (registered as a toy size only while it is pretrained)."""
+def micro_vllm_model(state_home: Path) -> Iterator[Path]:
+    """The micro_vllm toy model folder; the size stays registered for the session, so specs naming it validate."""
     from selfimprove.toy.model import SIZES, ToySize
     from selfimprove.toy.pretrain import ensure_pretrained
 
@@ -30,7 +31,7 @@ def micro_vllm_model(state_home: Path) -> Path:
         hidden=64, layers=1, heads=2, intermediate=128, steps=micro.steps, batch_size=8, seq_len=128
     )
     try:
-        return ensure_pretrained(MICRO_VLLM, state_home / "models" / "embedded")
+        yield ensure_pretrained(MICRO_VLLM, state_home / "models" / "embedded")
     finally:
         del SIZES[MICRO_VLLM]
 
@@ -50,3 +51,6 @@ def engine_processes() -> list:
             continue
         out.append(child)
     return out
+
+
+from tests.real.conftest import smollm2  # noqa: E402, F401  (the real model, where SELFIMPROVE_REAL_HOME is set)

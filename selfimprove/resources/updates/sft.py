@@ -8,6 +8,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from selfimprove import faults
+from selfimprove.resources.models import prompt_ids, text_ids
 from selfimprove.resources.updates.base import TrainExample, Update
 
 if TYPE_CHECKING:
@@ -18,10 +20,8 @@ log = logging.getLogger(__name__)
 
 def encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
     """Token ids and labels; prompt positions are masked with -100."""
-    prompt = list(tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
-    if tokenizer.bos_token_id is not None:
-        prompt = [tokenizer.bos_token_id, *prompt]
-    completion = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
+    prompt = prompt_ids(tokenizer, ex.prompt)
+    completion = text_ids(tokenizer, ex.completion)
     if tokenizer.eos_token_id is not None:
         completion.append(tokenizer.eos_token_id)
     return prompt + completion, [-100] * len(prompt) + completion
@@ -65,6 +65,7 @@ def fit(
             loss.backward()
             opt.step()
             curve.append(round(loss.item(), 5))
+            faults.point("lora:step")
         log.info("LoRA SFT epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
     return curve
 
