@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
 from selfimprove.assets.filtered import FilterConfig
-from selfimprove.assets.variants import variant_key
+from selfimprove.assets.variants import current, merge_variants, variant_key
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import FilterSpec
@@ -46,6 +47,16 @@ def test_variant_keys_tell_settings_apart() -> None:
 
 
 @pytest.mark.slow
+def test_a_setting_that_keeps_nothing_leaves_the_other_settings_rows() -> None:
+    rows = pa.table({"sample_id": ["a", "b"], "score": [0.9, 0.4]})
+    quantile = merge_variants(None, rows, "quantile_alpha0.5", "in1")
+    merged = merge_variants(quantile, rows.slice(0, 0), "threshold_tau1", "in1")  # a filter that kept no sample
+    assert merged.column("variant").to_pylist() == ["quantile_alpha0.5"] * 2
+    assert merged.column("current").to_pylist() == [False, False]
+    assert current(merged).num_rows == 0  # the next stage reads the empty current setting
+    assert merge_variants(merged, rows.slice(0, 0), "threshold_tau1", "in2").num_rows == 0  # other inputs: gone
+
+
 def test_a_second_filter_setting_is_a_row_set_of_its_own(micro_model: Path, tmp_path: Path) -> None:
     spec = micro_spec(rounds=1, gap={"bootstrap": 20})
     defs = build_definitions([spec], root=str(tmp_path))

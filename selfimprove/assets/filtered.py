@@ -11,7 +11,7 @@ from pydantic import Field
 from selfimprove import filters
 from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import answer_classes, rule, selection
-from selfimprove.assets.variants import merge_variants, variant_key, with_variant
+from selfimprove.assets.variants import merge_variants, variant_key
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import FilterSpec
 
@@ -101,10 +101,9 @@ def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         correct = table.column("correct").to_pylist()
         key = variant_key(f, methods)
         table = table.append_column("filter_spec", pa.array([f.model_dump_json()] * table.num_rows, pa.string()))
-        table = with_variant(table, key, digest(table_digest(generations), table_digest(verifications)))
         wh = warehouse.get()
         previous = wh.read("filtered", exp.name, r) if wh.exists("filtered", exp.name, r) else None
-        merged = merge_variants(previous, table)
+        merged = merge_variants(previous, table, key, digest(table_digest(generations), table_digest(verifications)))
         variants = sorted(set(merged.column("variant").to_pylist()))
         return output(
             merged,

@@ -12,7 +12,7 @@ import pyarrow as pa
 from selfimprove import metrics
 from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
-from selfimprove.assets.variants import current, merge_variants, variant_key, with_variant
+from selfimprove.assets.variants import current, merge_variants, variant_key
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec
 
@@ -127,10 +127,12 @@ def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.Asset
         classes = answer_classes(exp.task, generations)
         table = gap_rows(exp.spec, generations, verifications, classes, used)
         inputs = digest(table_digest(generations), table_digest(verifications))
-        table = with_variant(table, variant_key(used, methods), inputs)
+        key = variant_key(used, methods)
         wh = warehouse.get()
-        merged = merge_variants(wh.read("gap", exp.name, r) if wh.exists("gap", exp.name, r) else None, table)
-        meta: dict[str, Any] = {**headline(table), "rule": rule(used, methods), "variant": variant_key(used, methods)}
+        merged = merge_variants(
+            wh.read("gap", exp.name, r) if wh.exists("gap", exp.name, r) else None, table, key, inputs
+        )
+        meta: dict[str, Any] = {**headline(table), "rule": rule(used, methods), "variant": key}
         cols = ["variant", "verifier", "filter", "j_f", "j_fw", "gap", "relative_gap"]
         return output(merged, meta, cols)
 

@@ -41,16 +41,17 @@ def with_variant(table: pa.Table, variant: str, inputs: str) -> pa.Table:
     )
 
 
-def merge_variants(previous: pa.Table | None, new: pa.Table) -> pa.Table:
-    """`new` (one variant, current) plus the rows of other variants of `previous` made from the same inputs."""
-    if previous is None or not set(VARIANT_COLUMNS) <= set(previous.column_names) or new.num_rows == 0:
+def merge_variants(previous: pa.Table | None, table: pa.Table, variant: str, inputs: str) -> pa.Table:
+    """`table` as the current rows of `variant`, plus the rows of `previous`'s other variants made from the
+    same `inputs` (kept even when `table` is empty: a setting that keeps nothing hides no other setting)."""
+    new = with_variant(table, variant, inputs)
+    if previous is None or not set(VARIANT_COLUMNS) <= set(previous.column_names):
         return new
-    variant, inputs = new.column("variant")[0].as_py(), new.column("inputs")[0].as_py()
     keep = pc.and_(pc.not_equal(previous.column("variant"), variant), pc.equal(previous.column("inputs"), inputs))
     old = previous.filter(keep)
-    old = old.set_column(old.schema.get_field_index("current"), "current", pa.array([False] * old.num_rows))
     if old.num_rows == 0:
         return new
+    old = old.set_column(old.schema.get_field_index("current"), "current", pa.array([False] * old.num_rows))
     return pa.concat_tables([new, old.select(new.column_names).cast(new.schema)])
 
 
