@@ -144,6 +144,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
                 "weight_digest": row["weight_digest"],
                 "final_loss": row["final_loss"],
                 "n_examples": row["n_examples"],
+                "loss": dg.MetadataValue.md(plots.md_chart({"loss": manifest["loss_curve"]})),
                 "loss_curve": dg.MetadataValue.md(
                     plots.md_image(plots.loss_figure(manifest["loss_curve"], f"round {r}: LoRA loss"), "loss curve")
                 ),

@@ -265,6 +265,8 @@ def report_asset(exp: Experiment) -> dg.AssetsDefinition:
         out = output(table, columns=["round", "eval_greedy", "eval_sampled", "j_f", "j_fw", "gap", "gap_lo", "gap_hi"])
         scalar = [f.name for f in table.schema if f.name not in DETAIL_COLUMNS and not pa.types.is_list(f.type)]
         out.metadata["per_round"] = dg.MetadataValue.md(md_transposed(table.to_pylist(), scalar, "round"))
+        by_round = {"held-out": table.column("eval_greedy").to_pylist(), "gap": table.column("gap").to_pylist()}
+        out.metadata["heldout_and_gap_by_round"] = dg.MetadataValue.md(plots.md_chart(by_round))
         used = [configured_row(tables[f"gap_{r}"]).get("rule", "") for r in range(rounds)]
         out.metadata["filters_used"] = "; ".join(f"round {r}: {u}" for r, u in enumerate(used))
         out.metadata.update(verdict_metadata(found))

@@ -127,11 +127,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         driver.quit()
 
 
+def skip_welcome(driver: object) -> None:
+    """Close the UI's one-time "Join the Dagster community" dialog (it covers the page when it shows)."""
+    for button in driver.find_elements("xpath", "//*[@role='dialog']//button[normalize-space()='Skip']"):
+        button.click()
+
+
 def wait_for(driver: object, what: str, ok: Callable[[], object], timeout: float = PAGE_TIMEOUT_S) -> object:
-    """Poll `ok()` until it is truthy; fail with a screenshot named after `what`."""
+    """Poll `ok()` until it is truthy (closing the welcome dialog); fail with a screenshot named after `what`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            skip_welcome(driver)
             if got := ok():
                 return got
         except Exception:  # the page is still rendering: elements come and go
@@ -178,18 +185,38 @@ def test_asset_page_shows_metadata(ui: str, browser: object, homes: dict[str, st
     shot(browser, "03-filtered")
 
 
+def image_loaded(driver: object, src_prefix: str) -> bool:
+    """Whether an image whose data URI starts with `src_prefix` is on the page and decoded."""
+    return any(
+        (driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) or 0) > 0
+        for img in driver.find_elements("css selector", f"img[src^='{src_prefix}']")
+    )
+
+
+def click(driver: object, what: str, xpath: str, shift: bool = False) -> None:
+    """Click the element at `xpath` once it is there, finding it again if the page re-rendered it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def attempt() -> bool:
+        element = driver.find_element("xpath", xpath)
+        chain = ActionChains(driver)
+        (chain.key_down(Keys.SHIFT).click(element).key_up(Keys.SHIFT) if shift else chain.click(element)).perform()
+        return True
+
+    wait_for(driver, what, attempt)
+
+
 def test_report_shows_plots(ui: str, browser: object) -> None:
+    """The small chart is on the page as it is; a full figure opens from its "[Show Markdown]" link."""
     browser.get(f"{ui}/assets/demo/report")
-
-    def image_loaded() -> bool:
-        return any(
-            browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) or 0 > 0
-            for img in browser.find_elements("css selector", "img[src^='data:image/png']")
-        )
-
-    wait_for(browser, "a plot image on the report", image_loaded)
+    wait_for(browser, "the inline chart on the report", lambda: image_loaded(browser, "data:image/svg+xml"))
     assert "None" not in text(browser).split()
     shot(browser, "04-report")
+    click(browser, "the accuracy_gap figure's link", "//tr[.//*[normalize-space()='plot_accuracy_gap']]//a")
+    wait_for(browser, "the accuracy_gap figure", lambda: image_loaded(browser, "data:image/png"))
+    shot(browser, "05-report-figure")
+    click(browser, "the figure dialog's Close button", "//*[@role='dialog']//button[normalize-space()='Close']")
 
 
 LAUNCH_CONFIG = "ops:\n  demo__round_1__filtered:\n    config:\n      kind: {kind}\n      tau: 0.7\n"
@@ -203,28 +230,20 @@ def codemirror(browser: object, yaml: str) -> None:
 def test_launchpad_refuses_bad_config_and_runs_the_filter_stage(
     ui: str, browser: object, homes: dict[str, str]
 ) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
     port = int(ui.rsplit(":", 1)[1])
     before = {r["runId"] for r in graphql(port, RUNS)["data"]["runsOrError"]["results"]}
     browser.get(f"{ui}/assets/demo/round_1/filtered")
-    xpath = "//button[.//span[normalize-space()='Materialize']] | //button[normalize-space()='Materialize']"
-    button = wait_for(browser, "the Materialize button", lambda: browser.find_element("xpath", xpath))
-    ActionChains(browser).key_down(Keys.SHIFT).click(button).key_up(Keys.SHIFT).perform()  # shift-click: launchpad
+    click(browser, "shift-click on Materialize", "//button[normalize-space()='Materialize']", shift=True)
     wait_for(browser, "the launchpad's config editor", lambda: browser.find_element("css selector", ".CodeMirror"))
 
     codemirror(browser, LAUNCH_CONFIG.format(kind="bogus"))
-    wait_for(
-        browser, "the launchpad refusing kind: bogus", lambda: "bogus" in text(browser) and "kind" in text(browser)
-    )
-    shot(browser, "05-launchpad-refuses")
+    wait_for(browser, "the launchpad refusing kind: bogus", lambda: "got bogus" in text(browser))
+    shot(browser, "06-launchpad-refuses")
 
     codemirror(browser, LAUNCH_CONFIG.format(kind="threshold"))
-    launch = "//div[contains(@class,'bp') or @role='dialog']//button[.//span[normalize-space()='Materialize']]"
-    wait_for(browser, "no config errors", lambda: "No errors" in text(browser) or "bogus" not in text(browser))
-    shot(browser, "06-launchpad-config")
-    wait_for(browser, "the launch button", lambda: browser.find_elements("xpath", launch))[-1].click()
+    wait_for(browser, "no config errors", lambda: "No errors" in text(browser) and "got bogus" not in text(browser))
+    shot(browser, "07-launchpad-config")
+    click(browser, "the launchpad's Materialize button", "//*[@role='dialog']//button[normalize-space()='Materialize']")
 
     def finished() -> dict | None:
         runs = graphql(port, RUNS)["data"]["runsOrError"]["results"]
