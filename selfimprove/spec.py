@@ -142,6 +142,7 @@ class DistillSpec(Strict):
     learning_rate: float = Field(2e-3, gt=0)
     epochs: int = Field(2, gt=0)
     batch_size: int = Field(32, gt=0)
+    group_by_length: bool = True  # batches of similar lengths (little padding); False: plain shuffled batches
     gradient_checkpointing: bool = False
     dtype: str = "float32"
 

@@ -25,6 +25,7 @@ from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import VerificationSpec
 from selfimprove.verification import VERIFIERS, Candidate, verify
+from selfimprove.verification.checks import CheckedEngine, known_checks
 
 CODE_VERSION = "2"  # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
 
@@ -137,6 +138,7 @@ def _rows(
         for c, k in zip(cands, gen_keys, strict=True)
     ]
     position = {c.sample_id: j for j, c in enumerate(cands)}
+    checks = CheckedEngine(engine, *ident, known_checks(pool.values()))  # written checks, by verifier prompt
     rows: list[Row] = []
     reused = 0
     for method in spec.methods:
@@ -153,15 +155,19 @@ def _rows(
         if todo:
             keys = {k: v for unit in todo for k, v in unit.keys.items()}
             subset = [cands[j] for unit in todo for j in unit.members]
-            fresh = verify(method, engine, subset, spec, seed, kind)
+            written = VERIFIERS[method].written  # checks cached by verifier prompt (any sample, N, run)
+            fresh = verify(method, checks if written else engine, subset, spec, seed, kind)
             for row in fresh:
                 j = position[row["sample_id"]]
                 row.update(seed=seed, verifier_digest=ident[0], generator_digest=generator_digest, engine=ident[1])
                 row["cache_key"] = keys[(j, row["verification_index"])]
+                i = row["verification_index"]
+                row["check_key"] = checks.key(row["verifier_prompt"], i, spec.sampling(), seed) if written else None
                 found.append((j, row["verification_index"], row))
             log.info("%s: %d candidates computed, %d rows reused", method, len(subset), reused)
-        rows += [r for _, _, r in sorted(found, key=lambda t: (t[0], t[1]))]
-    return pa.Table.from_pylist(rows), {"rows": len(rows), "reused": reused, "computed": len(rows) - reused}
+        rows += [{**r, "check_key": r.get("check_key")} for _, _, r in sorted(found, key=lambda t: (t[0], t[1]))]
+    counts = {"rows": len(rows), "reused": reused, "computed": len(rows) - reused}
+    return pa.Table.from_pylist(rows), {**counts, "checks_generated": checks.generated, "checks_reused": checks.reused}
 
 
 def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
@@ -218,6 +224,8 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             "verifier_digest": verifier,
             "reused_rows": stats["reused"],
             "computed_rows": stats["computed"],
+            "checks_generated": stats["checks_generated"],  # written checks the model wrote in this run
+            "checks_reused": stats["checks_reused"],  # written checks served by their verifier prompt's key
         }
         for method in spec.methods:
             ok = [r["ok"] for r in table.select(["method", "ok"]).to_pylist() if r["method"] == method]

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from selfimprove.resources.batching import length_batches, shuffled_batches
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.spec import DistillSpec
 
@@ -81,11 +82,13 @@ def train_lora(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     curve: list[float] = []
     start = time.perf_counter()
-    steps_per_epoch = (len(encoded) + spec.batch_size - 1) // spec.batch_size
+    lengths = [len(x) for x, _ in encoded]
     for epoch in range(spec.epochs):
-        order = torch.randperm(len(encoded), generator=order_gen).tolist()
-        for step in range(steps_per_epoch):
-            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+        if spec.group_by_length:
+            batches = length_batches(lengths, spec.batch_size, order_gen)
+        else:
+            batches = shuffled_batches(len(encoded), spec.batch_size, order_gen)
+        for batch in batches:
             width = max(len(encoded[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
