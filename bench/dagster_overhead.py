@@ -20,6 +20,7 @@ but paths) and the same LoRA weight digest. Prints a Markdown table with the mac
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -61,12 +62,13 @@ def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     selection = {*targets(), dg.AssetKey([NAME, "prompts"]), dg.AssetKey([NAME, "base_model"])}
     job = job.get_subset(asset_selection=selection)
+    config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # as `selfimprove demo` (runs.py)
     if ephemeral:
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=config)
     else:
         home = Path(tempfile.mkdtemp(dir=work, prefix="dagster_home"))
         with dg.DagsterInstance.local_temp(str(home)) as instance:
-            result = job.execute_in_process(instance=instance)
+            result = job.execute_in_process(instance=instance, run_config=config)
     assert result.success
     EngineResource().release()
     return time.perf_counter() - start
@@ -107,7 +109,10 @@ def run_direct(spec: ExperimentSpec, root: Path) -> float:
 def rows(root: Path, stage: str) -> list[dict]:
     table = Warehouse(str(root)).read(stage, NAME, 0)
     keep = [c for c in table.column_names if "path" not in c and c != "train_seconds"]
-    return table.select(keep).to_pylist()
+    return [
+        {k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        for r in table.select(keep).to_pylist()
+    ]
 
 
 def main() -> None:
@@ -127,6 +132,8 @@ def main() -> None:
     homes = Home(work, ensure_pretrained(args.size, work / "cache"), args.size)
     paths = ["dagster", "direct", *(["dagster (ephemeral)"] if args.ephemeral else [])]
     times: dict[str, list[float]] = {p: [] for p in paths}
+    homes.fresh()
+    run_direct(spec, work / "wh_warmup")  # untimed: imports (transformers, peft) and first-call costs
     for i in range(args.pairs):
         roots = {}
         for p in paths if i % 2 == 0 else paths[::-1]:

@@ -35,6 +35,7 @@ class TransformersEngine:
         self.eos_id: int | None = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+        self.share_prefill = True  # the samples of one prompt share its prefill (False: one prefill per sample)
 
     @classmethod
     def from_path(
@@ -87,6 +88,8 @@ class TransformersEngine:
         row_of = {p: r for r, p in enumerate(dict.fromkeys(tuple(p) for p in prompts))}
         distinct = list(row_of)  # the samples of one prompt share its prefill
         index = torch.tensor([row_of[tuple(p)] for p in prompts]) if len(distinct) < b else None
+        if not self.share_prefill:
+            distinct, index = [tuple(p) for p in prompts], None
         width = max(len(p) for p in distinct)
         ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(distinct), width), dtype=torch.long)
