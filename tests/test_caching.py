@@ -289,10 +289,10 @@ def test_engine_name_is_in_the_key(first: tuple) -> None:
     same, renamed = {"generated": 0, "scored": 0}, {"generated": 0, "scored": 0}
     stats: dict[str, int] = {}
     table = sample_and_grade(engine=CountingEngine(real, same), cached=previous, stats=stats, **sampling_args(wh))
-    assert same["generated"] == 0 and stats == {"rows": 24, "reused": 24, "computed": 0}
+    assert same["generated"] == 0 and stats == {"rows": 24, "reused": 24, "computed": 0, "regraded": 0}
     assert rows(table) == rows(previous)
     table = sample_and_grade(engine=RenamedEngine(real, renamed), cached=previous, stats=stats, **sampling_args(wh))
-    assert renamed["generated"] == 24 and stats == {"rows": 24, "reused": 0, "computed": 24}
+    assert renamed["generated"] == 24 and stats == {"rows": 24, "reused": 0, "computed": 24, "regraded": 0}
     assert set(table.column("engine").to_pylist()) == {"renamed-test-double"}
     assert not set(table.column("cache_key").to_pylist()) & set(previous.column("cache_key").to_pylist())
 

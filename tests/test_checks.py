@@ -28,3 +28,26 @@ def test_gap_check_fails_and_blocks_distillation(micro_model: Path, tmp_path: Pa
     assert "micro/round_0/gap" in materialized
     assert "micro/round_0/checkpoint" not in materialized  # the blocking check stopped distillation
     assert Warehouse(str(tmp_path)).read("gap", "micro", 0).column("gap").to_pylist()[0] == 0.0
+
+
+def test_unparseable_verifier_stops_distillation_with_the_reason(micro_model: Path, tmp_path: Path) -> None:
+    """Issue 14.5: few-shot natural-language prompts to the embedded model give no parseable verdict; the run
+    must stop before distillation (not train on the fallback scores) and say why."""
+    from selfimprove.runs import failed_checks
+
+    verification = {"methods": ["cot_binary"], "style": "fewshot", "max_new_tokens": 16}
+    spec = micro_spec(rounds=1, verification=verification, gap={"bootstrap": 20})
+    defs = build_definitions([spec], root=str(tmp_path))
+    result = defs.resolve_job_def("micro_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    check = checks["parse_failure_rate"]
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["parse_failure_rate"].value == 1.0 and check.metadata["limit"].value == 0.2
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "micro/round_0/gap" in materialized and "micro/round_0/checkpoint" not in materialized
+    (line,) = failed_checks(result)
+    assert line.startswith("check parse_failure_rate on micro/round_0/gap failed: round 0: 100% of cot_binary")
+    assert "distillation stopped" in line

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from selfimprove.spec import load_spec
@@ -125,7 +126,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     log = tmp_path / "dagster_dev.log"
-    dagster = Path(sys.executable).with_name("dagster")
+    selfimprove = Path(sys.executable).with_name("selfimprove")  # `make dev`: prepares the instance, then dagster dev
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -134,7 +135,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["bash", "-c", f"set -m; exec {dagster} dev -w workspace.yaml -h 127.0.0.1 -p {port}"],
+            ["bash", "-c", f"set -m; exec {selfimprove} dev -w workspace.yaml -h 127.0.0.1 -p {port}"],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -154,6 +155,10 @@ def test_dagster_dev_serves_every_demo_asset(server: tuple[subprocess.Popen, int
     proc, port, log = server
     info = wait_until_up(proc, port, log)
     assert "dagster_webserver_version" in info, info
+    # issue 18.2: the model pool has its limit although this home's dagster.yaml has no pool settings
+    home = Path(log).parent / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.get_concurrency_info("model").limit == 1
 
     spec = load_spec(REPO / "experiments" / "demo.yaml")
     expected = {"demo/base_model", "demo/prompts", "demo/report", f"demo/round_{spec.rounds}/eval"}

@@ -23,7 +23,12 @@ def run_one_round(root: Path, **overrides: object) -> Warehouse:
 
 
 def test_every_method_and_the_and_ensemble(micro_model: Path, tmp_path: Path) -> None:
-    wh = run_one_round(tmp_path, verification={"methods": ALL, "k": 2, "temperature": 1.0, "max_new_tokens": 40})
+    # The micro model's written checks are mostly unparseable: let the round finish (the limit is tested elsewhere).
+    wh = run_one_round(
+        tmp_path,
+        verification={"methods": ALL, "k": 2, "temperature": 1.0, "max_new_tokens": 40},
+        gap={"bootstrap": 50, "max_parse_failure_rate": 1.0},
+    )
     ver = wh.read("verifications", "micro", 0).to_pylist()
     n = 6 * 4
     count = {m: sum(r["method"] == m for r in ver) for m in ALL}
@@ -49,7 +54,7 @@ def test_cross_verification_by_another_model(micro_model: Path, tmp_path: Path) 
     assert set(ver.column("generator_digest").to_pylist()) == generator
     (verifier_digest,) = set(ver.column("verifier_digest").to_pylist())
     assert {verifier_digest} != generator
-    from selfimprove.assets.common import state_dir
+    from selfimprove.state import state_dir
 
     model, _ = load_model(state_dir() / "models" / "embedded" / "toy-micro-seed1")
     assert verifier_digest == weight_digest(model)

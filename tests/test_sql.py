@@ -228,3 +228,19 @@ def test_one_cli_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> N
     assert all(f"    {c} " in out or f"{{{c}" in out or f",{c}" in out for c in ("demo", "study", "sql"))
     assert cli_main(["nope"]) == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_honours_selfimprove_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14.8: without --warehouse, `selfimprove sql` reads the warehouse the runs write ($SELFIMPROVE_HOME)."""
+    from selfimprove.state import warehouse_root
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SELFIMPROVE_HOME", str(home))
+    monkeypatch.delenv("SELFIMPROVE_WAREHOUSE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the old rule read ./.selfimprove/warehouse
+    Warehouse(home / "warehouse").write("report", pa.table({"metric": ["gap"], "value": [0.5]}), "homed")
+    assert warehouse_root() == str(home / "warehouse") and Warehouse().root.path == str(home / "warehouse")
+    assert sql_main(["SELECT experiment, value FROM report", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"experiment": "homed", "value": 0.5}]

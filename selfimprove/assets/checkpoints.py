@@ -1,27 +1,32 @@
 """The checkpoint asset: LoRA SFT on the filtered samples gives the next round's model."""
 
 import json
+import logging
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 from dagster import AssetExecutionContext
 
-from selfimprove.assets.common import Experiment, digest, output, state_dir, table_digest
+from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.resources.engines import EngineResource
-from selfimprove.resources.trainer import TrainExample, train_lora
+from selfimprove.resources.trainer import TrainExample, train_lora, verify_saved
+from selfimprove.state import from_state, state_dir, to_state
 
 CODE_VERSION = "1"
+
+log = logging.getLogger(__name__)
 
 
 def train_plan(exp: Experiment, r: int, base: dict, previous: dict) -> tuple[str, str | None]:
     """(base folder, adapter to continue or None) for round r under the spec's distill mode."""
     mode = exp.spec.distill.mode
+    base_path, previous_path = str(from_state(base["path"])), str(from_state(previous["path"]))
     if mode == "continue":
-        return base["path"], (previous["path"] if r > 0 else None)
+        return base_path, (previous_path if r > 0 else None)
     if mode == "fresh":
-        return base["path"], None
-    return previous["path"], None  # merge: a new adapter on the previous round's merged weights
+        return base_path, None
+    return previous_path, None  # merge: a new adapter on the previous round's merged weights
 
 
 def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict, previous: dict) -> dict:
@@ -37,8 +42,8 @@ def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict,
         CODE_VERSION,
     )
     out = state_dir() / "models" / exp.name / f"round_{r}" / key
-    if (out / "manifest.json").is_file():  # same data, config and starting weights: reuse
-        manifest = json.loads((out / "manifest.json").read_text())
+    manifest = reusable(out)
+    if manifest is not None:  # same data, config and starting weights, weight files as saved: reuse
         manifest["reused"] = True
     else:
         examples = [TrainExample(x["prompt"], x["completion"], x["weight"]) for x in filtered.to_pylist()]
@@ -46,8 +51,20 @@ def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict,
             base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
         )
         manifest["reused"] = False
-    if spec.distill.mode == "merge":
-        manifest["path"] = str(Path(manifest["path"]) / "merged")
+    manifest["path"] = to_state(out / "merged" if spec.distill.mode == "merge" else out)
+    return manifest
+
+
+def reusable(out: Path) -> dict | None:
+    """The manifest of a finished checkpoint in `out` whose weight files are those it recorded, else None
+    (a changed or retrained-in-place adapter is trained again, never reused under the old digest)."""
+    if not (out / "manifest.json").is_file():
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    problem = verify_saved(out, manifest)
+    if problem is not None:
+        log.warning("checkpoint %s is not reused: %s; training it again", out, problem)
+        return None
     return manifest
 
 

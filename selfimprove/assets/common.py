@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,11 +15,6 @@ from selfimprove.render import md_table
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
 from selfimprove.verdicts import Verdict, verdict_markdown
-
-
-def state_dir() -> Path:
-    """Where local run state lives (models, warehouse): $SELFIMPROVE_HOME or ./.selfimprove."""
-    return Path(os.environ.get("SELFIMPROVE_HOME", Path.cwd() / ".selfimprove")).resolve()
 
 
 @dataclass(frozen=True)

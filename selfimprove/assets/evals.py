@@ -2,41 +2,73 @@
 
 import dagster as dg
 import pyarrow as pa
+from dagster import AssetExecutionContext
 
-from selfimprove.assets.common import Experiment, output
-from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
-from selfimprove.resources.engine import Engine, Sampling
+from selfimprove.assets.common import Experiment, digest, output
+from selfimprove.assets.sampling import EngineSource, lazy_engine, problems_of, sample_and_grade, task_sampling
+from selfimprove.assets.shards import staged_run
+from selfimprove.resources.engine import Sampling
 from selfimprove.resources.engines import EngineResource
+from selfimprove.resources.io_manager import WarehouseResource
+from selfimprove.resources.warehouse import Warehouse
 
 CODE_VERSION = "1"
 
 
-def eval_rows(exp: Experiment, r: int, engine: Engine, prompts: pa.Table) -> pa.Table:
+def eval_rows(
+    exp: Experiment,
+    r: int,
+    engine: EngineSource,
+    prompts: pa.Table,
+    warehouse: Warehouse | None = None,
+    *,
+    weight_digest: str | None = None,
+    engine_name: str | None = None,
+    stats: dict[str, int] | None = None,
+) -> pa.Table:
+    """Greedy and sampled rows on the held-out prompts, cached and sharded like generations.
+
+    With a `warehouse`, rows of the previous eval table whose keys match are reused and each finished
+    shard is saved, so a rerun computes only what is missing (and loads no model if nothing is).
+    """
     spec = exp.spec
     problems = problems_of(prompts, "eval")
-    common = dict(
-        engine=engine,
-        task=exp.task,
-        problems=problems,
-        seed=spec.seed,
-        code_version=CODE_VERSION,
-        cached=None,
-        shard_prompts=len(problems) or 1,
-    )
-    greedy = task_sampling(exp.task, Sampling(0.0, 1.0, spec.generation.max_new_tokens))
-    tables = [
-        sample_and_grade(n=1, sampling=greedy, id_prefix=f"{exp.name}/r{r}/greedy", extra={"mode": "greedy"}, **common)
-    ]
+    modes = [("greedy", 1, Sampling(0.0, 1.0, spec.generation.max_new_tokens))]
     if spec.eval.samples:
+        modes.append(("sampled", spec.eval.samples, spec.generation.sampling()))
+    source = lazy_engine(engine, weight_digest, engine_name)
+    tables, totals = [], {"rows": 0, "reused": 0, "computed": 0}
+    for mode, n, sampling in modes:
+        sampling = task_sampling(exp.task, sampling)
+        cached, save, run_key = None, None, ""
+        if warehouse is not None:
+            run_key = digest(
+                source.weight_digest, source.engine_name, mode, sampling.to_json(), n, spec.seed, CODE_VERSION
+            )
+            cached, save = staged_run(warehouse, "eval", exp.name, r, run_key)
+        counts: dict[str, int] = {}
         tables.append(
             sample_and_grade(
-                n=spec.eval.samples,
-                sampling=task_sampling(exp.task, spec.generation.sampling()),
-                id_prefix=f"{exp.name}/r{r}/sampled",
-                extra={"mode": "sampled"},
-                **common,
+                engine=source,
+                task=exp.task,
+                problems=problems,
+                n=n,
+                sampling=sampling,
+                seed=spec.seed,
+                code_version=CODE_VERSION,
+                id_prefix=f"{exp.name}/r{r}/{mode}",
+                cached=cached,
+                shard_prompts=spec.generation.shard_prompts,
+                save_shard=save,
+                extra={"mode": mode},
+                stats=counts,
             )
         )
+        totals = {k: totals[k] + counts[k] for k in totals}
+        if warehouse is not None:
+            warehouse.clear_shards("eval", exp.name, r, run_key)
+    if stats is not None:
+        stats.update(totals)
     return pa.concat_tables(tables)
 
 
@@ -57,9 +89,26 @@ def eval_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         pool="model",
         description=f"Held-out accuracy of {what}: greedy, and the mean over sampled completions.",
     )
-    def eval_(prompts: pa.Table, model: pa.Table, engines: EngineResource) -> dg.Output[pa.Table]:
-        engine = engines.get(model.to_pylist()[0]["path"], exp.spec.model)
-        table = eval_rows(exp, r, engine, prompts)
+    def eval_(
+        context: AssetExecutionContext,
+        prompts: pa.Table,
+        model: pa.Table,
+        engines: EngineResource,
+        warehouse: WarehouseResource,
+    ) -> dg.Output[pa.Table]:
+        manifest = model.to_pylist()[0]
+        stats: dict[str, int] = {}
+        table = eval_rows(
+            exp,
+            r,
+            lambda: engines.get(manifest["path"], exp.spec.model),
+            prompts,
+            warehouse.get(),
+            weight_digest=manifest["weight_digest"],
+            engine_name=exp.spec.model.engine,
+            stats=stats,
+        )
+        context.log.info(f"eval {r}: {table.num_rows} rows ({stats['reused']} reused, {stats['computed']} computed)")
         numbers = {"greedy_accuracy": accuracy(table, "greedy")}
         if exp.spec.eval.samples:
             numbers["sampled_accuracy"] = accuracy(table, "sampled")

@@ -5,7 +5,8 @@ import pyarrow as pa
 from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
-from selfimprove.assets.sampling import problems_of, sample_and_grade, staged_run, task_sampling
+from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
+from selfimprove.assets.shards import staged_run
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 

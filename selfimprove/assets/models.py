@@ -6,9 +6,10 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from selfimprove.assets.common import Experiment, output, state_dir
+from selfimprove.assets.common import Experiment, output
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
+from selfimprove.state import state_dir, to_state
 
 CODE_VERSION = "1"
 
@@ -33,8 +34,8 @@ def base_model_manifest(model: ModelSpec) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
-                "path": str(path),
-                "base_path": str(path),
+                "path": to_state(path),  # relative inside the state folder: a moved home keeps working
+                "base_path": to_state(path),
                 "weight_digest": weight_digest(net),
                 "n_params": sum(p.numel() for p in net.parameters()),
                 "flops": float(info.get("flops", 0.0)) or None,

@@ -21,9 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 from selfimprove.assets.common import digest
+from selfimprove.assets.shards import SaveShard, shard_by_prompt
 from selfimprove.resources.engine import Engine, Generation, Sampling
-from selfimprove.resources.warehouse import Warehouse
-from selfimprove.tasks.base import Problem, Task, grade_many
+from selfimprove.tasks.base import Problem, Task, grade_many, grading_key
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def sample_and_grade(
     id_prefix: str,
     cached: pa.Table | None,
     shard_prompts: int,
-    save_shard: Callable[[int, pa.Table], None] | None = None,
+    save_shard: SaveShard | None = None,
     extra: Row | None = None,
     weight_digest: str | None = None,
     engine_name: str | None = None,
@@ -181,12 +181,12 @@ def _sample_and_grade(
     id_prefix: str,
     pool: dict[str, Row],
     shard_prompts: int,
-    save_shard: Callable[[int, pa.Table], None] | None,
+    save_shard: SaveShard | None,
     extra: Row | None,
 ) -> tuple[pa.Table, dict[str, int]]:
     fixed = {"engine": engine.engine_name, "weight_digest": engine.weight_digest, "seed": seed}
-    n_shards = (len(problems) + shard_prompts - 1) // shard_prompts
-    shards = [problems[s * shard_prompts : (s + 1) * shard_prompts] for s in range(n_shards)]
+    shards = [[problems[j] for j in idx] for idx in shard_by_prompt([p.prompt_id for p, _ in problems], shard_prompts)]
+    n_shards = len(shards)
     keys = [
         {
             (p.prompt_id, i): generation_key(
@@ -202,6 +202,7 @@ def _sample_and_grade(
         for s, shard in enumerate(shards)
     ]
     out: list[Row] = []
+    regraded = 0
     for group in _groups([len(m) for m in missing], shard_prompts * n):
         # one generate call for the group: after raising N the new samples of several shards fill a batch
         texts, wanted = [], []
@@ -210,14 +211,17 @@ def _sample_and_grade(
             texts += [text for _, text in shards[s]]
         fresh = _generate_missing(engine, texts, wanted, sampling, seed) if wanted else {}
         for s in group:
-            rows = _shard_rows(shards[s], keys[s], pool, fresh, task, n, sampling, id_prefix, fixed, extra or {})
+            rows, n_regraded = _shard_rows(
+                shards[s], keys[s], pool, fresh, task, n, sampling, id_prefix, fixed, extra or {}
+            )
+            regraded += n_regraded
             if missing[s] and save_shard is not None:
                 save_shard(s, _typed(pa.Table.from_pylist(rows)))
             out.extend(rows)
             log.info("shard %d/%d: %d samples, %d computed", s + 1, n_shards, len(rows), len(missing[s]))
     computed = sum(len(m) for m in missing)
-    log.info("%d samples, %d reused from cache", len(out), len(out) - computed)
-    counts = {"rows": len(out), "reused": len(out) - computed, "computed": computed}
+    log.info("%d samples, %d reused from cache (%d of them graded again)", len(out), len(out) - computed, regraded)
+    counts = {"rows": len(out), "reused": len(out) - computed, "computed": computed, "regraded": regraded}
     return _typed(pa.Table.from_pylist(out)), counts
 
 
@@ -247,14 +251,26 @@ def _shard_rows(
     id_prefix: str,
     fixed: Row,
     extra: Row,
-) -> list[Row]:
-    """One shard's rows in (problem, sample index) order: cached rows reused, fresh ones graded."""
+) -> tuple[list[Row], int]:
+    """One shard's rows in (problem, sample index) order and how many cached rows were graded again.
+
+    Cached rows are reused; fresh ones are graded, and so is a cached row whose grading key (the
+    reference answer and the task's grading rule) differs from the current one: its completion is
+    kept, its `answer` and `correct` are redone.
+    """
     rows, graded = [], []
+    regraded = 0
     for p, text in shard:
+        grade_key = grading_key(task, p)
         for i in range(n):
             key = keys[(p.prompt_id, i)]
             if key in pool:  # same content; identity columns follow this run (prefix, model path, ...)
-                rows.append({**pool[key], "sample_id": f"{id_prefix}/{p.prompt_id}/{i}", **extra})
+                row = {**pool[key], "sample_id": f"{id_prefix}/{p.prompt_id}/{i}", **extra}
+                if row.get("grade_key") != grade_key:
+                    graded.append((len(rows), p, row["completion"]))
+                    row.update(answer=task.extract_answer(row["completion"]), grade_key=grade_key)
+                    regraded += 1
+                rows.append(row)
                 continue
             completion, num_tokens, finish, sample_seed = fresh[(text, i)]
             graded.append((len(rows), p, completion))
@@ -276,13 +292,14 @@ def _shard_rows(
                     **fixed,
                     **extra,
                     "cache_key": key,
+                    "grade_key": grade_key,
                 }
             )
     if graded:
         verdicts = grade_many(task, [p for _, p, _ in graded], [c for _, _, c in graded])
         for (j, _, _), ok in zip(graded, verdicts, strict=True):
             rows[j]["correct"] = bool(ok)
-    return rows
+    return rows, regraded
 
 
 def _typed(table: pa.Table) -> pa.Table:
@@ -316,27 +333,3 @@ def _generate_missing(
         for g in engine.generate(texts, count, sampling, seed, first_sample=first):
             fresh[(texts[g.prompt_index], g.sample_index)] = (g.text, g.num_tokens, g.finish_reason, g.sample_seed)
     return fresh
-
-
-def staged_run(
-    warehouse: Warehouse, stage: str, experiment: str, round: int, run_key: str
-) -> tuple[pa.Table | None, Callable[[int, pa.Table], None]]:
-    """Rows reusable for this stage (the previous table plus finished shards) and a shard writer."""
-    cached = previous_rows(warehouse, stage, experiment, round, run_key)
-
-    def save(shard: int, table: pa.Table) -> None:
-        warehouse.write_shard(stage, experiment, round, shard, table, run_key)
-
-    return cached, save
-
-
-def previous_rows(
-    warehouse: Warehouse, stage: str, experiment: str, round: int, run_key: str | None = None
-) -> pa.Table | None:
-    """The stage's previous table (partition columns dropped) plus, with a run key, its finished shards."""
-    tables = []
-    if warehouse.exists(stage, experiment, round):
-        tables.append(warehouse.read(stage, experiment, round).drop_columns(["experiment", "round"]))
-    if run_key is not None:
-        tables += list(warehouse.read_shards(stage, experiment, round, run_key).values())
-    return pa.concat_tables(tables, promote_options="default") if tables else None

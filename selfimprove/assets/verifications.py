@@ -19,7 +19,8 @@ from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.models import resolve_model
-from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine, previous_rows
+from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
+from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
 from selfimprove.resources.engine import Engine
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
@@ -27,7 +28,9 @@ from selfimprove.spec import VerificationSpec
 from selfimprove.verification import VERIFIERS, Candidate, verify
 from selfimprove.verification.checks import CheckedEngine, known_checks
 
-CODE_VERSION = "2"  # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
+# 2: keys name the method and the verified sample; rows ordered by (candidate, index)
+# 3: a sample's key leaves out its grade (`correct`), which no model verifier sees (the oracle's key has it)
+CODE_VERSION = "3"
 
 log = logging.getLogger(__name__)
 
@@ -107,52 +110,77 @@ def verification_rows(
     weight_digest: str | None = None,
     engine_name: str | None = None,
     stats: dict[str, int] | None = None,
+    save_shard: SaveShard | None = None,
 ) -> pa.Table:
     """Verification rows of every configured method, reusing `cached` rows whose keys match.
 
     `engine` is an engine, or a zero-argument factory called only when some candidate is missing
     (then `weight_digest` and `engine_name` make the keys). `gen_keys` are the candidates'
-    generation cache keys; `stats` receives `rows`, `reused` and `computed` row counts.
+    generation cache keys; `stats` receives `rows`, `reused` and `computed` row counts. Candidates
+    are verified in the generation stage's prompt shards; `save_shard`, if given, receives each shard
+    that computed something (all its rows), so a killed run resumes from its finished shards.
     """
     source = lazy_engine(engine, weight_digest, engine_name)
     pool: dict[str, Row] = {r["cache_key"]: r for r in cached.to_pylist()} if cached is not None else {}
     keys = list(gen_keys) if gen_keys is not None else [""] * len(cands)
     try:
-        table, counts = _rows(exp, source, cands, generator_digest, pool, keys)
+        table, counts = _rows(exp, source, cands, generator_digest, pool, keys, save_shard)
     except IdentityMismatch as e:
         log.warning("%s; recomputing the keys from the loaded engine", e)
-        table, counts = _rows(exp, e.engine, cands, generator_digest, pool, keys)
+        table, counts = _rows(exp, e.engine, cands, generator_digest, pool, keys, save_shard)
     if stats is not None:
         stats.update(counts)
     return table
 
 
 def _rows(
-    exp: Experiment, engine: Engine, cands: list[Candidate], generator_digest: str, pool: dict[str, Row], gen_keys: list
+    exp: Experiment,
+    engine: Engine,
+    cands: list[Candidate],
+    generator_digest: str,
+    pool: dict[str, Row],
+    gen_keys: list,
+    save_shard: SaveShard | None,
 ) -> tuple[pa.Table, dict[str, int]]:
     spec, seed = exp.spec.verification, exp.spec.seed
     kind = getattr(exp.task, "kind", "math")  # natural-language verifier prompts depend on the task kind
     ident = (engine.weight_digest, engine.engine_name)
-    sample_digests = [
-        digest(c.sample_id, c.prompt_id, k, c.question, c.completion, c.answer, c.correct)
+    sample_digests = [  # not `correct`: re-grading a sample (new reference) keeps its verifications
+        digest(c.sample_id, c.prompt_id, k, c.question, c.completion, c.answer)
         for c, k in zip(cands, gen_keys, strict=True)
     ]
     position = {c.sample_id: j for j, c in enumerate(cands)}
     checks = CheckedEngine(engine, *ident, known_checks(pool.values()))  # written checks, by verifier prompt
-    rows: list[Row] = []
-    reused = 0
-    for method in spec.methods:
-        base = (*ident, method, kind, method_config(spec, method), seed, CODE_VERSION)
-        units = _units(method, cands, sample_digests, spec, base)
-        found: list[tuple[int, int, Row]] = []
-        todo: list[_Unit] = []
-        for unit in units:
-            if all(unit.keys[k] in pool for k in unit.required):
-                found += [(j, i, pool[key]) for (j, i), key in unit.keys.items() if key in pool]
-            else:
-                todo.append(unit)
-        reused += len(found)
-        if todo:
+    shards = shard_by_prompt([c.prompt_id for c in cands], exp.spec.generation.shard_prompts)
+    shard_of = {j: s for s, members in enumerate(shards) for j in members}
+    graded = [digest(d, c.correct) for d, c in zip(sample_digests, cands, strict=True)]  # what the oracle reads
+    units = {
+        method: _units(
+            method,
+            cands,
+            sample_digests if VERIFIERS[method].needs_model else graded,
+            spec,
+            (*ident, method, kind, method_config(spec, method), seed, CODE_VERSION),
+        )
+        for method in spec.methods
+    }
+    found: dict[str, list[tuple[int, int, Row]]] = {method: [] for method in spec.methods}
+    reused = computed = 0
+    for s in range(len(shards)):
+        shard_rows: list[Row] = []
+        shard_computed = 0
+        for method in spec.methods:
+            todo: list[_Unit] = []
+            for unit in (u for u in units[method] if shard_of[u.members[0]] == s):
+                if all(unit.keys[k] in pool for k in unit.required):
+                    hits = [(j, i, pool[key]) for (j, i), key in unit.keys.items() if key in pool]
+                    found[method] += hits
+                    shard_rows += [r for _, _, r in hits]
+                    reused += len(hits)
+                else:
+                    todo.append(unit)
+            if not todo:
+                continue
             keys = {k: v for unit in todo for k, v in unit.keys.items()}
             subset = [cands[j] for unit in todo for j in unit.members]
             written = VERIFIERS[method].written  # checks cached by verifier prompt (any sample, N, run)
@@ -163,10 +191,19 @@ def _rows(
                 row["cache_key"] = keys[(j, row["verification_index"])]
                 i = row["verification_index"]
                 row["check_key"] = checks.key(row["verifier_prompt"], i, spec.sampling(), seed) if written else None
-                found.append((j, row["verification_index"], row))
-            log.info("%s: %d candidates computed, %d rows reused", method, len(subset), reused)
-        rows += [{**r, "check_key": r.get("check_key")} for _, _, r in sorted(found, key=lambda t: (t[0], t[1]))]
-    counts = {"rows": len(rows), "reused": reused, "computed": len(rows) - reused}
+                found[method].append((j, i, row))
+            shard_rows += fresh
+            shard_computed += len(fresh)
+        if shard_computed and save_shard is not None:
+            save_shard(s, pa.Table.from_pylist([{**r, "check_key": r.get("check_key")} for r in shard_rows]))
+        computed += shard_computed
+        log.info("verification shard %d/%d: %d rows, %d computed", s + 1, len(shards), len(shard_rows), shard_computed)
+    rows = [
+        {**r, "check_key": r.get("check_key")}  # null for other methods and rows of tables that predate it
+        for method in spec.methods
+        for _, _, r in sorted(found[method], key=lambda t: (t[0], t[1]))
+    ]
+    counts = {"rows": len(rows), "reused": reused, "computed": computed}
     return pa.Table.from_pylist(rows), {**counts, "checks_generated": checks.generated, "checks_reused": checks.reused}
 
 
@@ -208,17 +245,24 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             zip(prompts.column("prompt_id").to_pylist(), prompts.column("question").to_pylist(), strict=True)
         )
         cands = candidates(generations, questions)
+        gen_keys = generation_keys(generations)
+        # one shard folder per (verifier, config, samples): a killed run resumes from its finished shards
+        verifier_id = ident.get("weight_digest") or spec.verifier.model_dump_json()  # type: ignore[union-attr]
+        run_key = digest(verifier_id, spec.model_dump_json(), exp.spec.seed, CODE_VERSION, *gen_keys)
+        cached, save = staged_run(warehouse.get(), "verifications", exp.name, r, run_key)
         stats: dict[str, int] = {}
         table = verification_rows(
             exp,
             source,
             cands,
             manifest["weight_digest"],
-            previous_rows(warehouse.get(), "verifications", exp.name, r),
-            gen_keys=generation_keys(generations),
+            cached,
+            gen_keys=gen_keys,
             stats=stats,
+            save_shard=save,
             **ident,
         )
+        warehouse.get().clear_shards("verifications", exp.name, r, run_key)
         verifier = table.column("verifier_digest")[0].as_py() if table.num_rows else ident.get("weight_digest", "")
         numbers: dict[str, float | int | str] = {
             "verifier_digest": verifier,

@@ -29,14 +29,28 @@ def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=exp.key("gap", r),
         name="parse_failure_rate",
-        description="Unparseable verifier output stays below the spec's limit.",
+        blocking=True,
+        description="Unparseable verifier output stays below the spec's limit (gap.max_parse_failure_rate); "
+        "above it, this round's distillation is stopped: the scores would be the fallback, not the verifier's.",
     )
     def parse_failure(gap: pa.Table) -> dg.AssetCheckResult:
-        rate = max(x for x in gap.column("parse_failure_rate").to_pylist() if x == x)
+        rates = {
+            r["verifier"]: r["parse_failure_rate"]
+            for r in gap.to_pylist()
+            if r["parse_failure_rate"] == r["parse_failure_rate"]
+        }
+        worst = max(rates, key=lambda v: rates[v]) if rates else ""
+        rate, limit = rates.get(worst, 0.0), gap_cfg.max_parse_failure_rate
+        passed = rate <= limit
+        why = (
+            f"round {r}: {rate:.0%} of {worst} verifier outputs are unparseable (limit {limit:.0%}); distillation "
+            "stopped. Check verification.style and templates, or raise gap.max_parse_failure_rate."
+        )
         return dg.AssetCheckResult(
-            passed=bool(rate <= gap_cfg.max_parse_failure_rate),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"parse_failure_rate": rate, "limit": gap_cfg.max_parse_failure_rate},
+            passed=bool(passed),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if passed else why,
+            metadata={"parse_failure_rate": rate, "limit": limit, "verifier": worst},
         )
 
     @dg.asset_check(

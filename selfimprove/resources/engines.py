@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from selfimprove.resources.engine import Engine
+from selfimprove.state import from_state
 
 if TYPE_CHECKING:
     from selfimprove.spec import ModelSpec
@@ -42,19 +44,34 @@ ENGINES: dict[str, Callable[[str | Path, ModelSpec], Engine]] = {"transformers":
 
 
 def open_engine(path: str | Path, model: ModelSpec) -> Engine:
-    """Construct the engine the spec names on a local checkpoint folder."""
-    return ENGINES[model.engine](path, model)
+    """Construct the engine the spec names on a local checkpoint folder (relative: in the state folder)."""
+    return ENGINES[model.engine](from_state(path), model)
 
 
 class EngineResource(dg.ConfigurableResource):
     """Hands out engines. At most one model is held per process: asking for another releases it.
 
     With the in-process executor, a round's generation, verification and eval stages therefore load
-    their model once; `release()` frees it before LoRA training needs the device.
+    their model once; `release()` frees it before LoRA training needs the device. Every step of the
+    `model` pool uses this resource, so its setup registers the run's process (`instance.register_run`):
+    a run killed while holding the pool can then be told dead and its slot freed.
     """
 
+    _watch: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from selfimprove.instance import register_run
+
+        self._watch = register_run(context)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
     def get(self, path: str | Path, model: ModelSpec) -> Engine:
-        key = (str(Path(path).resolve()), model.model_dump_json())
+        """The engine on `path`; a relative path (as manifests record it) lies in the state folder."""
+        path = from_state(path).resolve()
+        key = (str(path), model.model_dump_json())
         if key not in _loaded:
             self.release()
             log.info("loading %s engine for %s", model.engine, path)

@@ -29,7 +29,7 @@ def partition_of(key: dg.AssetKey) -> tuple[str, str, int | None]:
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Writes each asset's pyarrow Table atomically to `<root>/<stage>/experiment=E[/round=r]/data.parquet`."""
 
-    root: str  # local folder or fsspec URL; see `warehouse.default_root()` for the CLI's default
+    root: str  # local folder or fsspec URL; see `state.warehouse_root()` for the CLI's default
 
     @property
     def warehouse(self) -> Warehouse:

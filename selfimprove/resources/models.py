@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from selfimprove.state import from_state
+
 
 class ModelLoadError(RuntimeError):
     """A model path that is missing or does not hold a loadable checkpoint."""
@@ -34,12 +36,12 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def adapter_base_path(path: str | Path) -> str:
-    """The base model a peft adapter folder was trained on."""
+    """The base model a peft adapter folder was trained on (a relative base lies relative to the adapter)."""
     cfg = json.loads((Path(path) / "adapter_config.json").read_text())
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(f"{path}/adapter_config.json names no base_model_name_or_path")
-    return str(base)
+    return str(base) if Path(base).is_absolute() else str((Path(path) / base).resolve())
 
 
 def _check_model_dir(path: Path) -> None:
@@ -57,10 +59,13 @@ def load_model(
     dtype: str = "float32",
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged."""
+    """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged.
+
+    A relative path is one a manifest recorded: it lies in the state folder (`selfimprove.state`).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path).expanduser().resolve()
+    path = from_state(path).resolve()
     _check_model_dir(path)
     torch_dtype = getattr(torch, dtype)
     adapter = is_adapter(path)

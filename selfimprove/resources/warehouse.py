@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from selfimprove.state import warehouse_root
+
 PARTITION_COLUMNS = ("experiment", "round")
 STAGING = "_staging"
 DATA_FILE = "data.parquet"
@@ -36,11 +38,6 @@ class WriteResult(NamedTuple):
 
     path: str
     num_rows: int
-
-
-def default_root() -> str:
-    """`$SELFIMPROVE_WAREHOUSE`, else `<cwd>/.selfimprove/warehouse`."""
-    return os.environ.get("SELFIMPROVE_WAREHOUSE") or os.path.join(os.getcwd(), ".selfimprove", "warehouse")
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -86,7 +83,7 @@ class Warehouse:
     """A Parquet warehouse rooted at a local folder or any fsspec URL (`memory://`, `s3://`, ...)."""
 
     def __init__(self, root: str | os.PathLike[str] | UPath | None = None, **storage_options: Any) -> None:
-        root = default_root() if root is None else root
+        root = warehouse_root() if root is None else root
         upath = UPath(root, **storage_options) if storage_options or not isinstance(root, UPath) else root
         self.local = upath.protocol in _LOCAL_PROTOCOLS
         if self.local:

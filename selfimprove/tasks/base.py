@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -72,3 +74,22 @@ def grade_many(task: Task, problems: Sequence[Problem], completions: Sequence[st
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     return [task.grade(p, c) for p, c in zip(problems, completions, strict=True)]
+
+
+GRADING_VERSION = "1"  # raise when a shared extraction or grading rule changes; a task may set `grader_version`
+
+
+def grading_key(task: Task, problem: Problem) -> str:
+    """What a row's `answer` and `correct` depend on besides the completion: the task's grading rule (its
+    class, `grader_version` and optional `grading_config()`) and the reference answers. A cached row
+    whose key differs is graded again (cheap); its completion is reused."""
+    config = getattr(task, "grading_config", None)
+    parts = [
+        type(task).__qualname__,
+        GRADING_VERSION,
+        str(getattr(task, "grader_version", "")),
+        config() if callable(config) else "",
+        problem.reference,
+        problem.meta.get("answers"),
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]

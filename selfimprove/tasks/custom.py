@@ -18,6 +18,7 @@ Further keys: `kind`, `instruction`, `chat_instruction`, `q_prefix`, `a_prefix`,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -154,6 +155,13 @@ class CustomTask(FewShotTask):
         return str(problem.meta.get("solution") or problem.reference).strip()
 
     # -- answers --------------------------------------------------------------------------------
+    def grading_config(self) -> str:
+        """The settings answers and verdicts depend on (part of every cached row's grading key)."""
+        regexes = {
+            k: getattr(self, k).pattern if getattr(self, k) else None for k in ("answer_regex", "extractor_regex")
+        }
+        return json.dumps({"extractor": self.extractor, "grader": self.grader, **regexes}, sort_keys=True)
+
     def extract_answer(self, completion: str) -> str | None:
         if self.extractor == "number":
             return extract_number(completion)

@@ -22,6 +22,7 @@ from selfimprove.resources.models import ModelLoadError, adapter_base_path, load
 from selfimprove.resources.transformers_engine import TransformersEngine  # noqa: E402
 from selfimprove.resources.vllm_engine import VllmEngine  # noqa: E402
 from selfimprove.spec import DistillSpec, ModelSpec  # noqa: E402
+from selfimprove.state import from_state  # noqa: E402
 from tests.vllm.conftest import MICRO_VLLM, engine_processes  # noqa: E402
 
 PROMPTS = ["x*4+1=241\nsolve:\n", "x*7+0=21\nsolve:\n", "x*5+2=482\nsolve:\n", "12\n"]
@@ -223,5 +224,6 @@ def test_two_rounds_through_dagster_with_vllm(
     assert set(r0.column("weight_digest").to_pylist()) == {weight_digest(load_model(micro_vllm_model)[0])}
     assert r0.column("sample_seed").to_pylist() == r1.column("sample_seed").to_pylist()
     # round 1 sampled from the round-0 adapter, served by LoRARequest on the base (no merge)
-    assert (ckpt["path"], Path(ckpt["path"]).name, loaded) in served
+    adapter_dir = str(from_state(ckpt["path"]).resolve())  # the manifest records it relative to the state folder
+    assert (adapter_dir, Path(adapter_dir).name, loaded) in served
     assert (str(Path(micro_vllm_model).resolve()), None, r0.column("weight_digest")[0].as_py()) in served

@@ -1,0 +1,202 @@
+"""The Dagster instance the project runs in: DAGSTER_HOME, the `model` pool's limit, and dead runs.
+
+Model-heavy assets share the `model` pool, one step at a time. A run killed with `kill -9` (or by the
+OOM killer, or a host crash) never reports its end, so Dagster keeps its pool slot and every later
+run waits forever. Each run therefore records its process (host, pid, start time) as run tags when its
+engine resource starts; `reap_dead_runs` marks runs whose process is gone as failed and frees their
+slots. It runs before every CLI run, every 30 s in `dagster dev` (a sensor), and while a step of a
+live run waits for the pool, which also logs at INFO who holds the slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+log = logging.getLogger(__name__)
+
+POOL = "model"
+POOL_LIMIT = 1
+HOST_TAG, PID_TAG, START_TAG = "selfimprove/host", "selfimprove/pid", "selfimprove/pid_start"
+WATCH_SECONDS = 5.0
+
+DAGSTER_YAML = """\
+# Written by selfimprove (selfimprove/instance.py): model-heavy assets share the "model" pool, one
+# step at a time; slots of runs that ended are freed.
+concurrency:
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 30
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """An absolute DAGSTER_HOME (default ./.dagster_home) with the project's dagster.yaml, so run history
+    persists and the `model` pool has its limit whichever command (demo, study, dev) runs first."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def ensure_pool_limit(instance: dg.DagsterInstance) -> None:
+    """Give the `model` pool its limit when the instance has none (a dagster.yaml without pool settings)."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and storage.get_concurrency_info(POOL).limit is None:
+        storage.set_concurrency_slots(POOL, POOL_LIMIT)
+        log.info("pool %r had no limit in %s; set to %d", POOL, instance.root_directory, POOL_LIMIT)
+
+
+def prepare_instance() -> Path:
+    """DAGSTER_HOME with its dagster.yaml and the `model` pool's limit, dead runs' slots freed: what every
+    command does before it runs anything in the instance."""
+    home = ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        ensure_pool_limit(instance)
+        for run_id in reap_dead_runs(instance):
+            print(f"freed the pool slots of run {run_id}, whose process is gone", flush=True)
+    return home
+
+
+def dev(argv: list[str]) -> int:
+    """`selfimprove dev [dagster dev options]`: the UI, daemon and code server on the prepared instance."""
+    prepare_instance()
+    dagster = Path(sys.executable).with_name("dagster")
+    args = [str(dagster), "dev", *(argv if "-w" in argv or "-m" in argv else ["-w", "workspace.yaml", *argv])]
+    os.execv(args[0], args)
+    return 1  # not reached
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" where /proc is absent): tells a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_tags() -> dict[str, str]:
+    """Run tags naming this process."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), START_TAG: _start_time(pid)}
+
+
+def process_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the process a run's tags name still runs; None when unknown (no tags, another host)."""
+    if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
+        return None
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process with that pid
+    started = tags.get(START_TAG, "")
+    return not started or _start_time(pid) in ("", started)
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Free the pool slots of runs that ended or whose process died (marking those failed); their ids."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    reaped = []
+    for run_id in sorted(storage.get_concurrency_run_ids()):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in FINISHED_STATUSES:
+            if process_alive(run.tags) is not False:
+                continue
+            message = (
+                f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?); "
+                f"run marked failed and its pool slots freed"
+            )
+            instance.report_run_failed(run, message)
+            log.warning("run %s of %s: %s", run_id, run.job_name, message)
+        storage.free_concurrency_slots_for_run(run_id)
+        reaped.append(run_id)
+    return reaped
+
+
+def holders(instance: dg.DagsterInstance, pool: str = POOL) -> list[str]:
+    """Who holds the pool's slots, in words: run id, job, process."""
+    out = []
+    for run_id in sorted(instance.event_log_storage.get_concurrency_info(pool).active_run_ids):
+        run = instance.get_run_by_id(run_id)
+        who = f"run {run_id[:8]}"
+        if run is not None:
+            who += f" of {run.job_name} ({run.status.value}, pid {run.tags.get(PID_TAG, '?')})"
+        out.append(who)
+    return out
+
+
+class PoolWatch:
+    """While this run has a step waiting for the `model` pool: free dead runs' slots and say who holds it."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, say: Callable[[str], None]) -> None:
+        self.instance, self.run_id, self.say = instance, run_id, say
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="selfimprove-pool-watch", daemon=True)
+        self._last = ""
+
+    def start(self) -> PoolWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def check(self) -> None:
+        info = self.instance.event_log_storage.get_concurrency_info(POOL)
+        if self.run_id not in info.pending_run_ids:
+            self._last = ""
+            return
+        for run_id in reap_dead_runs(self.instance):
+            self.say(f"freed the {POOL!r} pool slot of dead run {run_id}")
+        held = ", ".join(holders(self.instance)) or "nobody (a slot is about to be assigned)"
+        message = f"waiting for pool {POOL!r} (limit {info.limit}): held by {held}"
+        if message != self._last:
+            self.say(message)
+            self._last = message
+
+    def _loop(self) -> None:
+        while not self._stop.wait(WATCH_SECONDS):
+            try:
+                self.check()
+            except Exception as e:  # a watcher must never take the run down
+                log.warning("pool watch: %s", e)
+
+
+def register_run(context: dg.InitResourceContext) -> PoolWatch | None:
+    """Tag the run with this process and watch its pool waits; None outside a run with a real instance."""
+    instance, run = context.instance, context.dagster_run
+    if instance is None or run is None or not instance.event_log_storage.supports_global_concurrency_limits:
+        return None
+    instance.add_run_tags(run.run_id, process_tags())
+    return PoolWatch(instance, run.run_id, context.log.info if context.log else log.info).start()
+
+
+@dg.sensor(
+    name="selfimprove_free_dead_runs",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Frees the pool slots of runs whose process died (kill -9, OOM), so later runs do not wait forever.",
+)
+def free_dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    reaped = reap_dead_runs(context.instance)
+    return dg.SkipReason(f"freed the pool slots of {reaped}" if reaped else "no dead run holds a pool slot")
