@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from selfimprove.resources.batching import length_batches, padding_share, shuffled_batches  # noqa: E402
 from selfimprove.resources.engine import Sampling  # noqa: E402
-from selfimprove.resources.trainer import TrainExample, _encode, train_lora  # noqa: E402
+from selfimprove.resources.trainer import train_lora  # noqa: E402
 from selfimprove.resources.transformers_engine import TransformersEngine  # noqa: E402
+from selfimprove.resources.updates.sft import TrainExample, encode  # noqa: E402
 from selfimprove.spec import DistillSpec  # noqa: E402
 from selfimprove.tasks.arithmetic import ArithmeticTask  # noqa: E402
 from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
@@ -94,7 +95,7 @@ def main() -> None:
             gens = out
             work_done[f"generation, {mode}"] = 2 * p * (prompt_tokens + sum(g.num_tokens for g in out))
         examples = [TrainExample(prompts[g.prompt_index], g.text) for g in gens[: args.train]]  # type: ignore[index]
-        encoded = [_encode(engine.tokenizer, ex) for ex in examples]
+        encoded = [encode(engine.tokenizer, ex) for ex in examples]
         lengths = [len(x) for x, _ in encoded]
         for grouped in (True, False) if r % 2 == 0 else (False, True):
             mode = "training, batches by length" if grouped else "training, shuffled batches"

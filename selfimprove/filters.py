@@ -16,12 +16,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from selfimprove.metrics import FloatArray, IntArray, factorize, group_average_ranks
+from selfimprove.voting import vote_share
 
 __all__ = [
     "FILTERS",
+    "TIES",
     "Filter",
     "and_ensemble",
     "apply_empty_policy",
+    "majority_filter",
     "mean_ensemble",
     "quantile_filter",
     "rank_average",
@@ -31,6 +34,15 @@ __all__ = [
 ]
 
 ArrayCollection = Mapping[str, ArrayLike] | Sequence[ArrayLike]
+Ties = Literal["keep", "drop"]
+# The tie rules of the per-prompt filters (quantile, top-k), for samples whose score equals the cut:
+TIES = {
+    "keep": "keep every sample scoring >= the cut (the paper's literal rule); on binary scores a prompt with "
+    "fewer than k passing samples keeps all of its samples, 0-scored ones included",
+    "drop": "keep exactly the k best when no tie crosses the cut; when more than k samples reach the cut, keep those "
+    "strictly above it, or, if none is (the cut is the top score), the top-scored ones; on binary scores: the 1s "
+    "of every prompt that has one, all of a prompt that has none",
+}
 
 
 def _scores(prompt_ids: ArrayLike, scores: ArrayLike) -> tuple[IntArray, int, FloatArray]:
@@ -41,32 +53,43 @@ def _scores(prompt_ids: ArrayLike, scores: ArrayLike) -> tuple[IntArray, int, Fl
     return codes, int(uniq.size), s
 
 
-def _keep_top(codes: IntArray, n_groups: int, s: FloatArray, k_g: IntArray) -> FloatArray:
-    """Keep s >= the k_g-th largest score of each group (NaN ranked last, never kept)."""
+def _keep_top(codes: IntArray, n_groups: int, s: FloatArray, k_g: IntArray, ties: Ties = "keep") -> FloatArray:
+    """Keep the samples at or above the k_g-th largest score (the cut) of each group, ties by `TIES[ties]`.
+
+    NaN scores are ranked last and never kept.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {sorted(TIES)}, got {ties!r}")
     if s.size == 0:
         return np.zeros(0)
     ranked = np.where(np.isnan(s), -np.inf, s)
     order = np.lexsort((-ranked, codes))
     counts = np.bincount(codes, minlength=n_groups)
     starts = np.cumsum(counts) - counts
-    thr = ranked[order][starts + k_g - 1]
-    keep = ~np.isnan(s) & (ranked >= thr[codes])
-    return keep.astype(np.float64)
+    thr = ranked[order][starts + k_g - 1][codes]
+    if ties == "keep":
+        keep = ranked >= thr
+    else:  # ties overflow k only when more than k samples reach the cut; then keep what is above it
+        at_least = ranked >= thr
+        overflow = (np.bincount(codes, weights=at_least, minlength=n_groups) > k_g)[codes]
+        top = ranked[order][starts][codes]
+        keep = np.where(overflow, (ranked > thr) | ((thr == top) & (ranked == top)), at_least)
+    return (keep & ~np.isnan(s)).astype(np.float64)
 
 
-def quantile_filter(prompt_ids: ArrayLike, scores: ArrayLike, alpha: float) -> FloatArray:
-    """Keep each prompt's top `alpha` fraction by score ("top n" in the paper), ties at the cut kept.
+def quantile_filter(prompt_ids: ArrayLike, scores: ArrayLike, alpha: float, ties: Ties = "keep") -> FloatArray:
+    """Keep each prompt's top `alpha` fraction by score ("top n" in the paper); ties at the cut by `TIES[ties]`.
 
     The threshold is the k-th largest score of the prompt with k = ceil(alpha * n) (n = the prompt's
     sample count, NaN scores ranked last; alpha * n is rounded to 1e-9 before the ceil so 0.7 * 10
-    gives k = 7), i.e. the lower empirical (1 - alpha) quantile; samples with score >= it are kept.
+    gives k = 7), i.e. the lower empirical (1 - alpha) quantile (the cut).
     """
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     codes, n_groups, s = _scores(prompt_ids, scores)
     n_g = np.bincount(codes, minlength=n_groups)
     k_g = np.maximum(np.ceil(np.round(alpha * n_g, 9)).astype(np.intp), 1)
-    return _keep_top(codes, n_groups, s, k_g)
+    return _keep_top(codes, n_groups, s, k_g, ties)
 
 
 def threshold_filter(scores: ArrayLike, tau: float) -> FloatArray:
@@ -76,13 +99,22 @@ def threshold_filter(scores: ArrayLike, tau: float) -> FloatArray:
         return (s >= tau).astype(np.float64)
 
 
-def topk_filter(prompt_ids: ArrayLike, scores: ArrayLike, k: int) -> FloatArray:
-    """Keep each prompt's k highest-scored samples (all of them if fewer); ties at the k-th score kept."""
+def topk_filter(prompt_ids: ArrayLike, scores: ArrayLike, k: int, ties: Ties = "keep") -> FloatArray:
+    """Keep each prompt's k highest-scored samples (all of them if fewer); ties at the k-th score by `TIES[ties]`."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     codes, n_groups, s = _scores(prompt_ids, scores)
     k_g = np.minimum(np.bincount(codes, minlength=n_groups), k).astype(np.intp)
-    return _keep_top(codes, n_groups, s, k_g)
+    return _keep_top(codes, n_groups, s, k_g, ties)
+
+
+def majority_filter(prompt_ids: ArrayLike, classes: ArrayLike) -> FloatArray:
+    """Keep the samples whose answer class is its prompt's most frequent (self-consistency; no verifier).
+
+    `classes` from `voting.answer_classes` (-1 = no answer, never kept). Tied top classes are all kept,
+    so a prompt's kept accuracy is the even tie split of `voting.maj_at_k`, and J(f[w]) = maj@n.
+    """
+    return topk_filter(prompt_ids, vote_share(prompt_ids, classes), 1, ties="keep")
 
 
 def reweight(prompt_ids: ArrayLike, scores: ArrayLike, beta: float) -> FloatArray:
@@ -178,16 +210,21 @@ def apply_empty_policy(
 
 @dataclass(frozen=True)
 class Filter:
-    """A selection rule as configured by name: `apply(prompt_ids, scores, value)` with `value` the spec
-    field `param` (FilterSpec.alpha, .tau, .k or .beta)."""
+    """A selection rule as configured by name: `apply(prompt_ids, scores, value, ties)` with `value` the spec
+    field `param` (FilterSpec.alpha, .tau, .k or .beta; None for majority) and `ties` a `TIES` rule (used by the
+    per-prompt cuts). `scores` are the verifiers' scores, or, for `needs = "answers"`, each sample's vote share
+    (`voting.vote_share` of its answer class)."""
 
-    apply: Callable[[ArrayLike, ArrayLike, float], FloatArray]
-    param: str
+    apply: Callable[[ArrayLike, ArrayLike, float | None, Ties], FloatArray]
+    param: str | None
+    needs: Literal["scores", "answers"] = "scores"
 
 
 FILTERS: dict[str, Filter] = {
-    "quantile": Filter(quantile_filter, "alpha"),
-    "threshold": Filter(lambda ids, s, tau: threshold_filter(s, tau), "tau"),
-    "topk": Filter(lambda ids, s, k: topk_filter(ids, s, int(k)), "k"),
-    "reweight": Filter(reweight, "beta"),
+    "quantile": Filter(lambda ids, s, alpha, ties: quantile_filter(ids, s, float(alpha), ties), "alpha"),
+    "threshold": Filter(lambda ids, s, tau, ties: threshold_filter(s, float(tau)), "tau"),
+    "topk": Filter(lambda ids, s, k, ties: topk_filter(ids, s, int(k), ties), "k"),
+    "reweight": Filter(lambda ids, s, beta, ties: reweight(ids, s, float(beta)), "beta"),
+    # the prompt's most frequent answer: the top vote share, tied answers all kept (= majority_filter)
+    "majority": Filter(lambda ids, share, _, ties: topk_filter(ids, share, 1, "keep"), None, "answers"),
 }

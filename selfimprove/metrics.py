@@ -224,6 +224,13 @@ class GapResult:
     gap_ci: tuple[float, float]
     relative_gap_ci: tuple[float, float]
 
+    def columns(self) -> dict[str, float | int]:
+        """The columns every gap-reporting table shares (gap, sweeps), CI bounds flattened."""
+        (lo, hi), (rlo, rhi), n = self.gap_ci, self.relative_gap_ci, self.n_prompts
+        return {"j_f": self.j_f, "j_fw": self.j_fw, "gap": self.gap, "gap_lo": lo, "gap_hi": hi,
+                "relative_gap": self.relative_gap, "relative_gap_lo": rlo, "relative_gap_hi": rhi,
+                "n_prompts": n, "n_excluded": self.n_excluded, "kept_fraction": self.kept_fraction}  # fmt: skip
+
 
 def gap_with_ci(
     prompt_ids: ArrayLike,

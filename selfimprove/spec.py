@@ -60,7 +60,16 @@ def _known_engine(v: str) -> str:
     return v
 
 
+def _known_update(v: str) -> str:
+    from selfimprove.resources.updates import UPDATES  # the updates import this module only for typing
+
+    if v not in UPDATES:
+        raise ValueError(f"unknown distill update {v!r}; known: {', '.join(repr(k) for k in UPDATES)}")
+    return v
+
+
 FilterKind = Annotated[str, AfterValidator(_known_filter)]
+UpdateName = Annotated[str, AfterValidator(_known_update)]
 MethodList = Annotated[list[Annotated[str, AfterValidator(_known_method)]], AfterValidator(_each_once)]
 
 
@@ -124,17 +133,27 @@ class VerificationSpec(SamplingSpec):
 
 
 class FilterSpec(Strict):
+    # majority: keep the samples whose answer is the prompt's most frequent (no verifier; filters.majority_filter)
     kind: FilterKind = "quantile"
     alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
     tau: float = 0.5  # threshold
     k: int = Field(1, gt=0)  # top-k per prompt
+    # quantile / top-k: samples tied at the cut (filters.TIES); "drop" keeps what is strictly above the cut when
+    # more than k samples reach it (or the top-scored ones if none is above), so binary verdicts keep a prompt's 1s
+    ties: Literal["keep", "drop"] = "drop"
     beta: float = Field(0.1, gt=0)  # reweight: exp(score / beta)
     ensemble: Literal["and", "mean", "rank"] = "and"
     empty: Literal["skip", "best"] = "skip"
 
 
 class DistillSpec(Strict):
-    mode: Literal["continue", "fresh", "merge"] = "continue"
+    mode: Literal["continue", "fresh", "merge"] = "continue"  # adapter lineage over rounds
+    # the update (resources/updates): sft on the filtered samples, or dpo / rpo (dpo + sft loss on the chosen)
+    # on pairs from the verifier's ranking within each prompt (TRL's DPOTrainer)
+    update: UpdateName = "sft"
+    beta: float = Field(0.1, gt=0)  # dpo / rpo: strength of the implicit KL to the round's starting model
+    rpo_alpha: float = Field(1.0, ge=0)  # rpo: weight of the sft loss on the chosen completions
+    pairs_per_prompt: int = Field(4, gt=0)  # dpo / rpo: at most this many (chosen, rejected) pairs per prompt
     r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)

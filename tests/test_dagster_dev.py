@@ -165,7 +165,17 @@ def test_dagster_dev_serves_every_demo_asset(server: tuple[subprocess.Popen, int
     expected |= {
         f"demo/round_{r}/{s}"
         for r in range(spec.rounds)
-        for s in ("generations", "verifications", "gap", "filtered", "checkpoint", "eval")
+        for s in (
+            "generations",
+            "verifications",
+            "gap",
+            "filtered",
+            "checkpoint",
+            "eval",
+            "threshold_sweep",
+            "verifier_overlap",
+            "calibration",
+        )
     }
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:  # the webserver may answer before the code location has finished loading

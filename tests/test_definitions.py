@@ -17,11 +17,12 @@ from tests.conftest import micro_spec
 REPO = Path(__file__).resolve().parents[1]
 DEMO = load_spec(REPO / "experiments" / "demo.yaml")
 ROUND_STAGES = ("generations", "verifications", "gap", "filtered", "checkpoint", "eval")
+ANALYSES = ("threshold_sweep", "verifier_overlap", "calibration")
 
 
 def demo_keys() -> set[str]:
     keys = {"demo/base_model", "demo/prompts", "demo/report", f"demo/round_{DEMO.rounds}/eval"}
-    keys |= {f"demo/round_{r}/{stage}" for r in range(DEMO.rounds) for stage in ROUND_STAGES}
+    keys |= {f"demo/round_{r}/{stage}" for r in range(DEMO.rounds) for stage in ROUND_STAGES + ANALYSES}
     return keys
 
 
@@ -42,7 +43,7 @@ def test_every_demo_asset_key_exists() -> None:
     assert DEMO.rounds == 3
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     expected = demo_keys()
-    assert len(expected) == 2 + 6 * DEMO.rounds + 2
+    assert len(expected) == 2 + 9 * DEMO.rounds + 2
     assert expected <= keys, sorted(expected - keys)
     assert {k for k in keys if k.startswith("demo/")} == expected  # and nothing else under demo/
 
@@ -106,6 +107,9 @@ MICRO_LINEAGE = {
     ],
     "micro/round_0/checkpoint": ["micro/base_model", "micro/round_0/filtered", "micro/round_0/gap"],
     "micro/round_0/eval": ["micro/base_model", "micro/prompts"],
+    "micro/round_0/threshold_sweep": ["micro/round_0/generations", "micro/round_0/verifications"],
+    "micro/round_0/verifier_overlap": ["micro/round_0/generations", "micro/round_0/verifications"],
+    "micro/round_0/calibration": ["micro/round_0/generations", "micro/round_0/verifications"],
     "micro/round_0/filtered": ["micro/round_0/generations", "micro/round_0/verifications"],
     "micro/round_0/gap": ["micro/round_0/generations", "micro/round_0/verifications"],
     "micro/round_0/generations": ["micro/base_model", "micro/prompts"],
@@ -117,6 +121,9 @@ MICRO_LINEAGE = {
         "micro/round_1/gap",
     ],
     "micro/round_1/eval": ["micro/prompts", "micro/round_0/checkpoint"],
+    "micro/round_1/threshold_sweep": ["micro/round_1/generations", "micro/round_1/verifications"],
+    "micro/round_1/verifier_overlap": ["micro/round_1/generations", "micro/round_1/verifications"],
+    "micro/round_1/calibration": ["micro/round_1/generations", "micro/round_1/verifications"],
     "micro/round_1/filtered": ["micro/round_1/generations", "micro/round_1/verifications"],
     "micro/round_1/gap": ["micro/round_1/generations", "micro/round_1/verifications"],
     "micro/round_1/generations": ["micro/prompts", "micro/round_0/checkpoint"],
@@ -159,7 +166,7 @@ def test_every_eval_after_distillation_is_checked() -> None:
 def test_lineage_scales_with_rounds() -> None:
     for rounds in (1, 3):
         lineage = parent_map(build_definitions([micro_spec(rounds=rounds)], root="/nonexistent/warehouse"))
-        assert len(lineage) == 2 + 6 * rounds + 2
+        assert len(lineage) == 2 + 9 * rounds + 2
         last = f"micro/round_{rounds - 1}/checkpoint"
         assert lineage[f"micro/round_{rounds}/eval"] == ["micro/prompts", last]
         assert lineage["micro/report"] == sorted(

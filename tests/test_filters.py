@@ -142,3 +142,27 @@ def test_nan_scores_do_not_crash_pipeline(seed: int) -> None:
         assert not (w[np.isnan(scores)] > 0).any()
         assert np.isfinite(gap(ids, correct, w))
         assert np.isfinite(gap(ids, correct, apply_empty_policy(ids, scores, w, "best")))
+
+
+def test_tie_rules_on_binary_scores() -> None:
+    """The demo's case: 8 samples, binary verdicts, alpha=0.5 (k=4). Prompt p has two 1s: `keep` keeps all 8
+    (the cut is 0, every 0 ties it), `drop` keeps the two 1s. Prompt q has five 1s: both keep the five.
+    Prompt r has no 1: both keep all 8 (nothing to choose between; the gap of such a prompt is 0)."""
+    ids = ["p"] * 8 + ["q"] * 8 + ["r"] * 8
+    scores = [1, 1, 0, 0, 0, 0, 0, 0] + [1, 1, 1, 1, 1, 0, 0, 0] + [0] * 8
+    keep = quantile_filter(ids, scores, 0.5, ties="keep")
+    drop = quantile_filter(ids, scores, 0.5, ties="drop")
+    assert keep.tolist() == [1] * 8 + [1] * 5 + [0] * 3 + [1] * 8
+    assert drop.tolist() == [1, 1] + [0] * 6 + [1] * 5 + [0] * 3 + [1] * 8
+    # graded scores: the cut 0.5 ties three samples; drop keeps what is strictly above it
+    assert quantile_filter(["a"] * 5, [0.9, 0.5, 0.5, 0.5, 0.1], 0.5, ties="drop").tolist() == [1, 0, 0, 0, 0]
+    assert topk_filter(["a"] * 4, [0.7, 0.7, 0.2, 0.1], 1, ties="drop").tolist() == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="ties must be one of"):
+        quantile_filter(ids, scores, 0.5, ties="random")  # type: ignore[arg-type]
+
+
+def test_drop_only_drops_ties_that_overflow() -> None:
+    """Without ties at the cut `drop` keeps exactly the k best, as `keep` does (the sample at the cut stays)."""
+    ids = ["a"] * 4
+    assert quantile_filter(ids, [0.9, 0.8, 0.1, 0.2], 0.5, ties="drop").tolist() == [1, 1, 0, 0]
+    assert topk_filter(ids, [0.9, 0.8, 0.8, 0.2], 3, ties="drop").tolist() == [1, 1, 1, 0]  # ties fit within k

@@ -111,6 +111,7 @@ def test_modules_stay_small() -> None:
         ({"verification": {"methods": ["mc", "nope"]}}, "verification.methods.1", "'tournament'"),
         ({"filter": {"kind": "median"}}, "filter.kind", "'reweight'"),
         ({"model": {"embedded": "micro", "engine": "tgi"}}, "model.engine", "'vllm'"),
+        ({"distill": {"update": "ppo"}}, "distill.update", "'rpo'"),
     ],
 )
 def test_spec_validates_names_against_the_registries(section: dict, field: str, known: str) -> None:

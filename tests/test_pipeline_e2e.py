@@ -101,3 +101,43 @@ def test_sql_over_the_run(run: tuple) -> None:
         "SELECT count(*) AS n FROM filtered f JOIN generations g USING (sample_id) WHERE f.correct = g.correct",
     )
     assert joined.column("n").to_pylist()[0] == sum(wh.read("filtered", "micro", r).num_rows for r in (0, 1))
+
+
+def test_analyses_match_the_pure_functions(run: tuple) -> None:
+    """threshold_sweep, verifier_overlap, calibration and the gap's majority row, recomputed from the stored rows."""
+    import numpy as np
+
+    from selfimprove import filters, metrics, voting
+    from selfimprove.sql import run_query
+    from selfimprove.verification import sample_scores
+
+    _, wh, _ = run
+    gens, ver = wh.read("generations", "micro", 1), wh.read("verifications", "micro", 1)
+    ids = gens.column("prompt_id").to_pylist()
+    correct = np.asarray(gens.column("correct").to_pylist(), dtype=float)
+    mc = np.asarray(sample_scores(ver.to_pylist(), gens.column("sample_id").to_pylist(), "mc", "neutral"))
+    sweep = {(r["verifier"], r["axis"], r["setting"]): r for r in wh.read("threshold_sweep", "micro", 1).to_pylist()}
+    assert {v for v, _, _ in sweep} == {"mc", "oracle", "majority"}
+    for tau in (0.0, 0.5, 1.0):
+        assert sweep[("mc", "tau", tau)]["gap"] == pytest.approx(
+            metrics.gap(ids, correct, filters.threshold_filter(mc, tau))
+        )
+    assert sweep[("mc", "alpha", 0.5)]["gap"] == pytest.approx(
+        metrics.gap(ids, correct, filters.quantile_filter(ids, mc, 0.5, ties="drop"))
+    )
+    assert sweep[("oracle", "alpha", 1.0)]["gap"] == 0.0
+    assert sum(r["best"] for r in sweep.values()) == 6  # one per (verifier, axis)
+    classes = voting.answer_classes(ids, gens.column("answer").to_pylist())
+    majority = next(r for r in wh.read("gap", "micro", 1).to_pylist() if r["verifier"] == "majority")
+    assert majority["j_fw"] == pytest.approx(voting.majority_accuracy(ids, classes, correct))
+    (pair,) = wh.read("verifier_overlap", "micro", 1).to_pylist()
+    assert (pair["verifier_a"], pair["verifier_b"]) == ("mc", "majority")
+    share = voting.vote_share(ids, classes)
+    assert pair["pearson"] == pytest.approx(metrics.score_correlation(mc, share), nan_ok=True)
+    calib = {r["verifier"]: r for r in wh.read("calibration", "micro", 1).to_pylist()}
+    assert calib["mc"]["ece"] == pytest.approx(metrics.ece(mc, correct))
+    assert sum(b["n"] for b in calib["mc"]["reliability"]) == 24
+    plot = Path(str(wh.root)) / sweep[("mc", "tau", 0.0)]["plot"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    n = run_query(str(wh.root), "SELECT count(*) AS n FROM threshold_sweep WHERE best AND round = 1")
+    assert n.column("n").to_pylist() == [6]

@@ -40,9 +40,9 @@ def test_every_method_and_the_and_ensemble(micro_model: Path, tmp_path: Path) ->
         assert r["ok"] == (r["score"] == r["score"])  # NaN exactly when unparseable
         assert r["ok"] is False or 0.0 <= r["score"] <= 1.0
     gap = wh.read("gap", "micro", 0).to_pylist()
-    assert {g["verifier"] for g in gap} == {*ALL, "ensemble"}
+    assert {g["verifier"] for g in gap} == {*ALL, "ensemble", "majority"}
     filt = wh.read("filtered", "micro", 0)
-    assert set(filt.column("rule").to_pylist()) == {" AND ".join(ALL) + ": quantile(alpha=0.5)"}
+    assert set(filt.column("rule").to_pylist()) == {" AND ".join(ALL) + ": quantile(alpha=0.5, ties=drop)"}
 
 
 def test_cross_verification_by_another_model(micro_model: Path, tmp_path: Path) -> None:

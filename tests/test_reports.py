@@ -206,3 +206,28 @@ def test_verdicts_picks_what_the_data_speaks_to() -> None:
     assert [v.key for v in verdicts(report)] == ["gap_shrinks", "pass_at_n_falls"]
     assert [v.key for v in verdicts(scaling=[])] == ["relative_gap_scales"]
     assert verdicts() == []
+
+
+def test_report_maj_at_k_and_majority_gap_by_hand() -> None:
+    """Round 0 by hand: p0 votes 7, 8, 9 (one each; one sample has no answer): a three-way tie, the right 7 wins
+    1/3 of the time; p1 votes 5, 5, 6, 7: 5 (right) wins; p2 votes 2 three times (wrong). maj@4 = (1/3 + 1 + 0) / 3.
+    maj@1 is pass@1. Round 1: only p0 votes right: 1/3. The majority filter keeps the tied classes, so its
+    J(f[w]) is maj@4 and its gap maj@4 - J(f)."""
+    from selfimprove import voting
+
+    gens = [generations(0), generations(1)]
+    classes = [voting.answer_classes(g.column("prompt_id").to_pylist(), g.column("answer").to_pylist()) for g in gens]
+    gaps = [gap_rows(SPEC, g, verifications(r), classes[r]) for r, g in enumerate(gens)]
+    table = report_rows(2, gaps, [evals(r) for r in range(3)], gens, n_boot=200, classes=classes)
+    r0, r1, _ = table.to_pylist()
+    assert r0["maj_at_4"] == r0["maj_at_n"] == pytest.approx(4 / 9)
+    assert r0["maj_at_1"] == pytest.approx(r0["pass_at_1"])
+    # maj@2 of p0: 6 pairs; a pair of two answers ties (1/2 if it holds the 7), with the answerless sample the
+    # other one wins: {7,8} {7,9} -> 1/2 each, {7,-} -> 1, others 0 -> 2/6. p1: {5,5} 1, {5,6} {5,7} x2 -> 1/2 each
+    # (4 pairs), {6,7} 0 -> 3/6. p2: 0.
+    assert r0["maj_at_2"] == pytest.approx((2 / 6 + 3 / 6 + 0) / 3)
+    assert r1["maj_at_n"] == pytest.approx(1 / 3)
+    assert r0["majority_gap"] == pytest.approx(4 / 9 - 0.25)
+    assert r0["majority_gap_lo"] <= r0["majority_gap"] <= r0["majority_gap_hi"]
+    text = markdown(table)
+    assert "maj_at_n" in text and "maj_at_2" not in text and "majority_gap" in text and "kept_fraction" in text

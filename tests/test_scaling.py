@@ -176,7 +176,9 @@ def test_member_that_is_a_top_level_experiment_is_reused(tmp_path: Path) -> None
     job = defs.resolve_job_def("t_study_job")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     expected = {f"solo/{s}" for s in ("base_model", "prompts", "round_0/generations", "round_0/verifications")}
-    assert selected == expected | {"solo/round_0/gap", "scaling/t/relative_gap"}  # nothing past round 0's gap
+    expected |= {f"solo/round_0/{s}" for s in ("gap", "threshold_sweep", "verifier_overlap", "calibration")}
+    expected |= {"scaling/t/relative_gap", "scaling/t/thresholds"}
+    assert selected == expected  # nothing past round 0's gap and its analyses
     with pytest.raises(SpecError, match="member solo differs"):
         build_definitions([parse_spec({**solo, "seed": 5})], root=str(tmp_path / "wh"), studies=[study])
     measured = build_definitions([], root=str(tmp_path / "wh"), studies=[study])  # alone: a measurement only
@@ -223,8 +225,12 @@ def test_study_job_materializes_measurements_only(micro_study: tuple) -> None:
         "generations",
         "verifications",
         "gap",
+        "threshold_sweep",
+        "verifier_overlap",
+        "calibration",
         "relative_gap",
         "cross_verification",
+        "thresholds",
     }
     assert "scaling/t/relative_gap" in events and "scaling/t/cross_verification" in events
     # a cross cell verifies the generator member's samples: no generations of its own
@@ -237,7 +243,7 @@ def test_relative_gap_table(micro_study: tuple) -> None:
     table = wh.read("relative_gap", "t")
     rows = table.to_pylist()
     members = {"t_micro": 9.0, "t_micro_seed1": 10.0, "t_extra": 11.0}  # log10 of the FLOPs given in YAML
-    assert [r["member"] for r in rows[::6]] == list(members)  # mc and oracle x 3 filter families each
+    assert [r["member"] for r in rows[::7]] == list(members)  # mc and oracle x 3 filter families, majority
     for r in rows:
         assert r["log10_flops"] == members[r["member"]] and r["flops"] == 10 ** members[r["member"]]
         assert r["n_params"] == 13600 and r["experiment"] == "t"
@@ -251,7 +257,7 @@ def test_relative_gap_table(micro_study: tuple) -> None:
             gap["relative_gap"],
             gap["relative_gap_lo"],
         )
-    assert [r["size"] for r in rows[::6]] == ["micro", "micro_seed1", "extra"]
+    assert [r["size"] for r in rows[::7]] == ["micro", "micro_seed1", "extra"]
     fitted = 0
     for verifier in ("mc", "oracle"):
         group = [r for r in rows if (r["verifier"], r["filter"]) == (verifier, "quantile")]
@@ -292,3 +298,20 @@ def test_cross_verification_table(micro_study: tuple) -> None:
     png = Path(wh.url(rows[0]["plot"]))
     assert matplotlib.image.imread(png).ndim == 3
     assert events["scaling/t/cross_verification"].metadata["plot_cross_verification"].value.startswith("![")
+
+
+def test_thresholds_table(micro_study: tuple) -> None:
+    """One row per verifier x axis x member; each member's best setting is the argmax of its own sweep."""
+    from selfimprove.assets.thresholds import threshold_verdicts
+
+    _, wh, events = micro_study
+    rows = wh.read("thresholds", "t").to_pylist()
+    assert len(rows) == 3 * 2 * 3  # (mc, oracle, majority) x (tau, alpha) x 3 members
+    for r in rows:
+        sweep = [x for x in wh.read("threshold_sweep", r["member"], 0).to_pylist()]
+        mine = [x for x in sweep if x["verifier"] == r["verifier"] and x["axis"] == r["axis"]]
+        assert r["best_gap"] == max(x["gap"] for x in mine)
+        assert r["paper_shape"] == ("interior peak" if r["verifier"] == "mc" else None)
+    found = {(v["verifier"], v["axis"]): v for v in threshold_verdicts(rows)}
+    assert found[("oracle", "alpha")]["paper_shape"] == ""
+    assert "verdicts" in events["scaling/t/thresholds"].metadata

@@ -141,7 +141,7 @@ def test_and_ensemble_selection_hand_case() -> None:
     f = FilterSpec(kind="quantile", alpha=0.5, ensemble="and")
     out = filtered_rows(gens, ver, ["mc", "cot_score"], f, "neutral")
     assert out.column("sample_id").to_pylist() == ["s1"]
-    assert out.column("rule").to_pylist() == ["mc AND cot_score: quantile(alpha=0.5)"]
+    assert out.column("rule").to_pylist() == ["mc AND cot_score: quantile(alpha=0.5, ties=drop)"]
     assert np.isclose(out.column("score").to_pylist()[0], (0.8 + 0.9) / 2)
     alone = filtered_rows(gens, ver, ["mc"], f, "neutral")
     assert alone.column("sample_id").to_pylist() == ["s0", "s1"]

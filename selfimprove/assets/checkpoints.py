@@ -10,12 +10,21 @@ from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.resources.engines import EngineResource
-from selfimprove.resources.trainer import TrainExample, train_lora, verify_saved
+from selfimprove.resources.trainer import train_lora, verify_saved
+from selfimprove.resources.updates import UPDATES, PreferencePair, TrainExample
 from selfimprove.state import from_state, state_dir, to_state
 
 CODE_VERSION = "1"
 
 log = logging.getLogger(__name__)
+
+
+def training_data(update: str, table: pa.Table) -> list[TrainExample] | list[PreferencePair]:
+    """The update's examples from its round table (`filtered` for sft, `pairs` for dpo / rpo)."""
+    rows = table.to_pylist()
+    if UPDATES[update].data == "pairs":
+        return [PreferencePair(x["prompt"], x["chosen"], x["rejected"]) for x in rows]
+    return [TrainExample(x["prompt"], x["completion"], x["weight"]) for x in rows]
 
 
 def train_plan(exp: Experiment, r: int, base: dict, previous: dict) -> tuple[str, str | None]:
@@ -29,11 +38,12 @@ def train_plan(exp: Experiment, r: int, base: dict, previous: dict) -> tuple[str
     return previous_path, None  # merge: a new adapter on the previous round's merged weights
 
 
-def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict, previous: dict) -> dict:
+def checkpoint_manifest(exp: Experiment, r: int, data: pa.Table, base: dict, previous: dict) -> dict:
+    """Train (or reuse) round r's adapter on `data`, the table the update trains on (filtered or pairs)."""
     spec = exp.spec
     base_path, init = train_plan(exp, r, base, previous)
     key = digest(
-        table_digest(filtered),
+        table_digest(data),
         spec.distill.model_dump_json(),
         base["weight_digest"],  # weights, not paths: a moved or copied home still reuses checkpoints
         init is not None,
@@ -46,7 +56,7 @@ def checkpoint_manifest(exp: Experiment, r: int, filtered: pa.Table, base: dict,
     if manifest is not None:  # same data, config and starting weights, weight files as saved: reuse
         manifest["reused"] = True
     else:
-        examples = [TrainExample(x["prompt"], x["completion"], x["weight"]) for x in filtered.to_pylist()]
+        examples = training_data(spec.distill.update, data)
         manifest = train_lora(
             base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
         )
@@ -70,8 +80,9 @@ def reusable(out: Path) -> dict | None:
 
 def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     spec = exp.spec
+    data = UPDATES[spec.distill.update].data  # the round table the update trains on
     ins = {
-        "filtered": dg.AssetIn(exp.key("filtered", r)),
+        data: dg.AssetIn(exp.key(data, r)),
         "gap": dg.AssetIn(exp.key("gap", r)),  # so that a blocking check on the gap stops distillation
         "base_model": dg.AssetIn(exp.key("base_model")),
     }
@@ -85,19 +96,21 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         kinds={"pytorch", "peft", "safetensors"},
         code_version=CODE_VERSION,
         pool="model",
-        description=f"Round {r}: LoRA SFT ({spec.distill.mode}) on the filtered samples; the round-{r + 1} model.",
+        description=f"Round {r}: LoRA {spec.distill.update} ({spec.distill.mode}) on the {data} table; "
+        f"the round-{r + 1} model.",
     )
     def checkpoint(context: AssetExecutionContext, engines: EngineResource, **tables: pa.Table) -> dg.Output[pa.Table]:
         engines.release()  # free the generation engine's memory for the trainer
         base = tables["base_model"].to_pylist()[0]
         previous = tables["model"].to_pylist()[0] if r > 0 else base
-        manifest = checkpoint_manifest(exp, r, tables["filtered"], base, previous)
+        manifest = checkpoint_manifest(exp, r, tables[data], base, previous)
         context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
         row = {
             "path": manifest["path"],
             "base_path": manifest["base_path"],
             "weight_digest": manifest["weight_digest"],
             "mode": spec.distill.mode,
+            "update": spec.distill.update,
             "n_examples": manifest["n_examples"],
             "final_loss": manifest["loss_curve"][-1],
             "loss_curve": json.dumps(manifest["loss_curve"]),

@@ -4,12 +4,11 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from selfimprove import filters
 from selfimprove.assets.common import Experiment, output
-from selfimprove.assets.scoring import combined, method_scores, rule
+from selfimprove.assets.scoring import answer_classes, rule, selection
 from selfimprove.spec import FilterSpec
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: tie rule (filter.ties) and the majority filter
 
 
 class FilterConfig(dg.Config):
@@ -22,6 +21,7 @@ class FilterConfig(dg.Config):
     beta: float | None = None
     ensemble: str | None = None
     empty: str | None = None
+    ties: str | None = None
 
     def apply(self, base: FilterSpec) -> FilterSpec:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}
@@ -29,11 +29,15 @@ class FilterConfig(dg.Config):
 
 
 def filtered_rows(
-    generations: pa.Table, verifications: pa.Table, methods: list[str], f: FilterSpec, policy: str
+    generations: pa.Table,
+    verifications: pa.Table,
+    methods: list[str],
+    f: FilterSpec,
+    policy: str,
+    classes: np.ndarray | None = None,
 ) -> pa.Table:
-    prompt_ids = generations.column("prompt_id").to_pylist()
-    score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f)
-    weight = filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
+    """The kept samples with score and weight; `classes` (answer classes) is needed by the majority filter only."""
+    score, weight = selection(generations, verifications, methods, f, policy, classes)
     keep = np.flatnonzero(weight > 0)
     cols = ["sample_id", "prompt_id", "sample_index", "prompt", "completion", "answer", "correct", "seed"]
     table = generations.select(cols).take(pa.array(keep, pa.int64()))
@@ -60,8 +64,9 @@ def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     )
     def filtered(config: FilterConfig, generations: pa.Table, verifications: pa.Table) -> dg.Output[pa.Table]:
         f = config.apply(spec.filter)
+        classes = answer_classes(exp.task, generations) if f.kind == "majority" else None
         table = filtered_rows(
-            generations, verifications, spec.verification.methods, f, spec.verification.on_parse_failure
+            generations, verifications, spec.verification.methods, f, spec.verification.on_parse_failure, classes
         )
         correct = table.column("correct").to_pylist()
         return output(

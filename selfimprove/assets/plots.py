@@ -106,19 +106,25 @@ def heldout_figure(rows: Sequence[Row], title: str) -> bytes:
     return _png(fig)
 
 
-def pass_at_k_figure(curves: Mapping[int, Mapping[int, float]], title: str) -> bytes:
-    """pass@k against k (log2 axis), one curve per round."""
+def pass_at_k_figure(
+    curves: Mapping[int, Mapping[int, float]], title: str, maj: Mapping[int, Mapping[int, float]] | None = None
+) -> bytes:
+    """pass@k against k (log2 axis), one curve per round; maj@k (majority vote) dashed in the same colour."""
     fig = _figure((5, 3.2))
     ax = fig.subplots()
     ks: set[int] = set()
     for i, (r, curve) in enumerate(sorted(curves.items())):
         k = sorted(curve)
         ks.update(k)
-        ax.plot(k, [curve[x] for x in k], "o-", color=_COLORS[i % len(_COLORS)], label=f"round {r}")
+        ax.plot(k, [curve[x] for x in k], "o-", color=_COLORS[i % len(_COLORS)], label=f"round {r} pass@k")
+        m = (maj or {}).get(r)
+        if m:
+            km = sorted(m)
+            ax.plot(km, [m[x] for x in km], "s--", color=_COLORS[i % len(_COLORS)], ms=3, label=f"round {r} maj@k")
     if ks:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(ks), [str(k) for k in sorted(ks)])
-    ax.set(xlabel="k", ylabel="pass@k", title=title)
+    ax.set(xlabel="k", ylabel="pass@k, maj@k", title=title)
     ax.legend(fontsize=7)
     return _png(fig)
 
@@ -212,4 +218,81 @@ def cross_heatmap_figure(
                     ax.text(j, i, text, ha="center", va="center", fontsize=6, color=color)
         fig.colorbar(im, ax=ax, shrink=0.8, label="gap")
     fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- threshold sweeps, overlap, calibration
+
+
+def sweep_figure(rows: Sequence[Row], title: str, line_key: str = "axis") -> bytes:
+    """Gap (95% CI band) against the filter's strictness, one panel per verifier, one line per value of
+    `line_key`: the axis (global tau; per-prompt quantile, strictness 1 - alpha) or, in a study, the member;
+    the best setting of each curve circled."""
+    verifiers = list(dict.fromkeys(r["verifier"] for r in rows))
+    ncols = min(3, max(1, len(verifiers)))
+    nrows = math.ceil(len(verifiers) / ncols)
+    fig = _figure((3.6 * ncols + 0.4, 2.7 * nrows + 0.5))
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, v in zip(axes, verifiers, strict=False):
+        names = {"tau": "global tau", "alpha": "per-prompt quantile (1 - alpha)"}
+        for i, line in enumerate(dict.fromkeys(r[line_key] for r in rows)):
+            label = names.get(line, line) if line_key == "axis" else str(line)
+            pts = sorted((r for r in rows if r["verifier"] == v and r[line_key] == line), key=lambda r: r["strictness"])
+            if not pts:
+                continue
+            x = np.array([r["strictness"] for r in pts])
+            y = np.array([_num(r["gap"]) for r in pts])
+            lo = np.array([_num(r["gap_lo"]) for r in pts])
+            hi = np.array([_num(r["gap_hi"]) for r in pts])
+            color = _COLORS[i % len(_COLORS)]
+            ax.plot(x, y, "o-", ms=3, color=color, label=label)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+            for r in pts:
+                if r.get("best"):
+                    ax.plot([r["strictness"]], [r["gap"]], "o", ms=9, mfc="none", mec=color)
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_title(v, fontsize=8)
+        ax.set_xlabel("strictness (tau, or 1 - alpha)", fontsize=7)
+        ax.set_ylabel("gap", fontsize=7)
+        ax.legend(fontsize=6)
+    for ax in axes[len(verifiers) :]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def overlap_figure(names: Sequence[str], matrices: Mapping[str, np.ndarray], title: str) -> bytes:
+    """One heatmap per statistic (e.g. Pearson, Cohen's kappa of kept sets) over verifier pairs, values written in."""
+    fig = _figure((3.4 * len(matrices) + 0.6, 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(matrices), squeeze=False)[0])
+    for ax, (stat, m) in zip(axes, matrices.items(), strict=True):
+        im = ax.imshow(m, cmap="RdBu", vmin=-1, vmax=1)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if not math.isnan(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(stat, fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def reliability_figure(tables: Mapping[str, Sequence[Row]], ece: Mapping[str, float], title: str) -> bytes:
+    """Reliability diagram: accuracy against mean score per bin (marker size ~ samples), one line per verifier."""
+    fig = _figure((4.6, 3.6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect calibration")
+    for i, (v, bins) in enumerate(tables.items()):
+        pts = [b for b in bins if b["n"] > 0]
+        total = max(1, sum(b["n"] for b in pts))
+        x = [b["mean_score"] for b in pts]
+        y = [b["accuracy"] for b in pts]
+        sizes = [10 + 200 * b["n"] / total for b in pts]
+        color = _COLORS[i % len(_COLORS)]
+        ax.plot(x, y, "-", color=color, lw=1, label=f"{v} (ECE {ece[v]:.3f})")
+        ax.scatter(x, y, s=sizes, color=color, alpha=0.6)
+    ax.set(xlabel="mean score in bin", ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(fontsize=6)
     return _png(fig)

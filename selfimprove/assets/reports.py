@@ -18,18 +18,19 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from selfimprove import metrics
+from selfimprove import metrics, voting
 from selfimprove.assets import plots
 from selfimprove.assets.common import Experiment, output, verdict_metadata
 from selfimprove.assets.evals import accuracy
 from selfimprove.assets.gaps import headline
-from selfimprove.assets.scoring import method_scores
+from selfimprove.assets.scoring import MAJORITY, answer_classes, method_scores
 from selfimprove.render import md_table
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.verdicts import verdicts
 
-CODE_VERSION = "2"  # 2: pass@k for every k, CIs of pass@N and of its change, diversity, plots
+CODE_VERSION = "3"  # 2: pass@k for every k, CIs of pass@N and of its change, diversity, plots; 3: maj@k, majority gap
 _PASS_AT = re.compile(r"pass_at_(\d+)")
+_MAJ_AT = re.compile(r"maj_at_(\d+)")  # maj@k for every k: in the table, left out of `markdown` (maj_at_n stays)
 FIGURES = ("accuracy_gap", "heldout", "pass_at_k", "score_histograms")
 # Columns `markdown` leaves out by default (CI bounds of the diversity statistics, the plot paths).
 DETAIL_COLUMNS = (
@@ -43,6 +44,8 @@ DETAIL_COLUMNS = (
     "spread_change",
     "spread_change_lo",
     "spread_change_hi",
+    "majority_gap_lo",
+    "majority_gap_hi",
 )
 
 Row = dict[str, Any]
@@ -86,9 +89,10 @@ class RoundSamples:
     pass_n: dict[Hashable, float]  # per-prompt pass@N
     spread: dict[Hashable, float]  # per-prompt pass@N - pass@1
     distinct: float  # mean distinct non-null answers per prompt
+    maj: dict[int, float]  # maj@k for the same ks (majority vote over answer classes; empty without classes)
 
     @classmethod
-    def of(cls, generations: pa.Table) -> RoundSamples:
+    def of(cls, generations: pa.Table, classes: np.ndarray | None = None) -> RoundSamples:
         ids = generations.column("prompt_id").to_pylist()
         correct = np.asarray(generations.column("correct").to_pylist(), dtype=float)
         curve = metrics.pass_at_k_curve(ids, correct)
@@ -100,6 +104,7 @@ class RoundSamples:
             pass_n=pass_n,
             spread={p: pass_n[p] - pass_1[p] for p in pass_n},
             distinct=metrics.distinct_answers(ids, generations.column("answer").to_pylist()),
+            maj={} if classes is None else voting.maj_at_k_curve(ids, classes, correct, list(curve)),
         )
 
 
@@ -111,15 +116,18 @@ def report_rows(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    classes: list[np.ndarray] | None = None,
 ) -> pa.Table:
     """R rounds of gaps and generations, and R + 1 evals (the last one after the final round).
 
     Each generating round adds the configured verifier's gap statistics, pass@k for k = 1, 2, 4, ..., N
     (`pass_at_<k>`, and `pass_at_n` = pass@N), a prompt-bootstrap CI of pass@N, its change since round 0
     (`pass_at_n_change`, paired over prompts), the same for `spread` = pass@N - pass@1, and
-    `distinct_answers` (mean distinct final answers per prompt).
+    `distinct_answers` (mean distinct final answers per prompt). With the rounds' answer `classes`
+    (`scoring.answer_classes`), also maj@k for the same ks (`maj_at_<k>`, `maj_at_n`), and the majority
+    vote's gap from the gap table (`majority_gap` with its CI: maj@N - J(f)) beside the verifier's.
     """
-    samples = [RoundSamples.of(g) for g in generations[:rounds]]
+    samples = [RoundSamples.of(g, classes[r] if classes else None) for r, g in enumerate(generations[:rounds])]
     rows: list[Row] = []
     for r in range(rounds + 1):
         row: Row = {
@@ -145,6 +153,14 @@ def report_rows(
                 change = _change(s.spread, s0.spread, n_boot, seed)
                 row["spread_change"], row["spread_change_lo"], row["spread_change_hi"] = change
             row["distinct_answers"] = s.distinct
+            for k, v in s.maj.items():
+                row[f"maj_at_{k}"] = v
+            if s.maj:
+                row["maj_at_n"] = s.maj[max(s.maj)]
+            majority = next((x for x in gaps[r].to_pylist() if x["verifier"] == MAJORITY), None)
+            if majority is not None:
+                row["majority_gap"] = majority["gap"]
+                row["majority_gap_lo"], row["majority_gap_hi"] = majority["gap_lo"], majority["gap_hi"]
         rows.append(row)
     return _table(rows)
 
@@ -161,7 +177,10 @@ def markdown(table: pa.Table, columns: Sequence[str] | None = None) -> str:
         columns = [
             f.name
             for f in table.schema
-            if f.name not in DETAIL_COLUMNS and not pa.types.is_list(f.type) and f.name != "experiment"
+            if f.name not in DETAIL_COLUMNS
+            and not _MAJ_AT.fullmatch(f.name)
+            and not pa.types.is_list(f.type)
+            and f.name != "experiment"
         ]
     cols = [c for c in columns if c in table.column_names]
     return md_table(table.select(cols).to_pylist(), cols)
@@ -194,10 +213,12 @@ def report_figures(
     ks = sorted(int(m.group(1)) for c in table.column_names if (m := _PASS_AT.fullmatch(c)))
     curves = {r["round"]: {k: r[f"pass_at_{k}"] for k in ks if r[f"pass_at_{k}"] is not None} for r in rows}
     curves = {r: c for r, c in curves.items() if c}
+    maj = {r["round"]: {k: r[f"maj_at_{k}"] for k in ks if r.get(f"maj_at_{k}") is not None} for r in rows}
+    maj = {r: c for r, c in maj.items() if c}
     return {
         "accuracy_gap": plots.accuracy_gap_figure(rows, f"{name}: accuracy and gap per round"),
         "heldout": plots.heldout_figure(rows, f"{name}: held-out accuracy"),
-        "pass_at_k": plots.pass_at_k_figure(curves, f"{name}: pass@k per round (train prompts)"),
+        "pass_at_k": plots.pass_at_k_figure(curves, f"{name}: pass@k and maj@k per round (train prompts)", maj),
         "score_histograms": plots.score_histogram_figure(
             score_panels(methods, generations, verifications), f"{name}: verifier scores by correctness"
         ),
@@ -218,8 +239,9 @@ def report_asset(exp: Experiment) -> dg.AssetsDefinition:
         kinds={"parquet"},
         code_version=CODE_VERSION,
         description=(
-            "Per-round table: sampling and filtered accuracy, gap with CI, held-out accuracy, pass@k for every k, "
-            "distinct answers; figures (PNG, shown below and in the warehouse's _artifacts/plots) and verdicts."
+            "Per-round table: sampling and filtered accuracy, gap with CI, kept fraction, held-out accuracy, pass@k "
+            "and maj@k for every k, the majority vote's gap, distinct answers; figures (PNG, shown below and in "
+            "the warehouse's _artifacts/plots) and verdicts."
         ),
     )
     def report(warehouse: WarehouseResource, **tables: pa.Table) -> dg.Output[pa.Table]:
@@ -232,6 +254,7 @@ def report_asset(exp: Experiment) -> dg.AssetsDefinition:
             generations,
             n_boot=exp.spec.gap.bootstrap,
             seed=exp.spec.seed,
+            classes=[answer_classes(exp.task, g) for g in generations],
         )
         figures = report_figures(exp.name, table, exp.spec.verification.methods, generations, verifications)
         wh = warehouse.get()

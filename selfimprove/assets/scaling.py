@@ -134,11 +134,12 @@ def relative_gap_table(refs: Sequence[MemberRef], gaps: Sequence[pa.Table], base
 
 
 def cross_rows(cells: Sequence[CellRef], gaps: Sequence[pa.Table], flops: Mapping[str, float | None]) -> list[Row]:
-    """One row per cell x verification method x filter (the oracle, which ignores the verifier, left out)."""
+    """One row per cell x verification method x filter (the oracle and the majority vote, which ignore the
+    verifier model, left out)."""
     rows = []
     for cell, gap in zip(cells, gaps, strict=True):
         for g in gap.to_pylist():
-            if g["verifier"] == "oracle":
+            if g["verifier"] in ("oracle", "majority"):
                 continue
             rows.append(
                 {
@@ -171,9 +172,10 @@ def cross_matrices(
     return out
 
 
-def _write(
+def write_study_table(
     warehouse: WarehouseResource, stage: str, study: str, table: pa.Table, figure: str, png: bytes
 ) -> tuple[pa.Table, dict[str, Any]]:
+    """Write a study table (partition `experiment=<study>`) with its figure's path in `plot`; the metadata."""
     wh = warehouse.get()
     rel = plots.artifact_path("study", study, figure)
     url = wh.write_bytes(rel, png)
@@ -220,7 +222,7 @@ def relative_gap_asset(
         rows = table.to_pylist()
         title = f"{study}: relative gap vs pre-training FLOPs ({filter_kind} filter)"
         png = plots.scaling_figure(rows, filter_kind, title)
-        table, meta = _write(warehouse, "relative_gap", study, table, "relative_gap", png)
+        table, meta = write_study_table(warehouse, "relative_gap", study, table, "relative_gap", png)
         fits = fit_summary(rows)
         fit_columns = ["verifier", "filter", *FIT_COLUMNS[:-1]]
         meta["fits"] = dg.MetadataValue.md(md_table(fits, fit_columns, float_format=".4g"))
@@ -266,7 +268,7 @@ def cross_verification_asset(
         png = plots.cross_heatmap_figure(
             cross_matrices(rows, order, filter_kind), f"{study}: gap, generator x verifier ({filter_kind} filter)"
         )
-        table, meta = _write(warehouse, "cross_verification", study, table, "cross_verification", png)
+        table, meta = write_study_table(warehouse, "cross_verification", study, table, "cross_verification", png)
         meta["preview"] = dg.MetadataValue.md(
             preview(table, ["generator", "verifier_model", "verifier", "filter", "gap", "gap_lo", "gap_hi"], rows=30)
         )

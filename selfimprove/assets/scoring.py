@@ -1,15 +1,23 @@
-"""From verification rows to per-sample scores and filter weights (shared by filtered and gap)."""
+"""From verification rows to per-sample scores and filter weights (shared by filtered, gap, sweeps, pairs)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from selfimprove import filters
+from selfimprove import filters, voting
 from selfimprove.spec import FilterSpec
+from selfimprove.tasks.base import Task, same_answers
 from selfimprove.verification import sample_scores
 
 ENSEMBLE = "ensemble"
+MAJORITY = "majority"  # the verifier-free candidate: each sample scored by its answer's vote share
+
+
+def answer_classes(task: Task, generations: pa.Table) -> np.ndarray:
+    """Per-sample answer class within its prompt, under the task's answer equivalence (-1: no answer)."""
+    ids = generations.column("prompt_id").to_pylist()
+    return voting.answer_classes(ids, generations.column("answer").to_pylist(), same_answers(task))
 
 
 def method_scores(
@@ -23,11 +31,25 @@ def method_scores(
 
 def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> np.ndarray:
     kind = filters.FILTERS[f.kind]
-    return kind.apply(prompt_ids, scores, getattr(f, kind.param))
+    if kind.needs != "scores":
+        raise ValueError(f"filter kind {f.kind!r} does not filter verifier scores")
+    return kind.apply(prompt_ids, scores, getattr(f, kind.param) if kind.param else None, f.ties)
 
 
-def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(score, weight) of the methods together: one method as is, several through the ensemble."""
+def combined(
+    prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec, classes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, weight) of the methods together: one method as is, several through the ensemble.
+
+    The `majority` filter ignores the verifiers: its score is the vote share of each sample's answer class
+    (`classes`, from `answer_classes`) and it keeps the prompt's most frequent answer.
+    """
+    kind = filters.FILTERS[f.kind]
+    if kind.needs == "answers":
+        if classes is None:
+            raise ValueError(f"the {f.kind} filter needs the samples' answer classes")
+        share = voting.vote_share(prompt_ids, classes)
+        return share, kind.apply(prompt_ids, share, None, f.ties)
     if len(scores) == 1:
         (s,) = scores.values()
         return s, filter_weights(prompt_ids, s, f)
@@ -42,8 +64,25 @@ def combined(prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec
     return s, filter_weights(prompt_ids, s, f)
 
 
+def selection(
+    generations: pa.Table,
+    verifications: pa.Table,
+    methods: list[str],
+    f: FilterSpec,
+    policy: str,
+    classes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, weight) per sample of what the filter keeps for training, empty-prompt policy applied."""
+    prompt_ids = generations.column("prompt_id").to_pylist()
+    score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f, classes)
+    return score, filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
+
+
 def rule(f: FilterSpec, methods: list[str]) -> str:
     """A readable description of a selection rule, recorded with every kept sample."""
-    param = filters.FILTERS[f.kind].param
+    kind = filters.FILTERS[f.kind]
+    if kind.param is None:
+        return f"{f.kind}(answers)"
+    ties = f", ties={f.ties}" if f.kind in ("quantile", "topk") else ""
     joined = f" {f.ensemble.upper()} ".join(methods) if len(methods) > 1 else methods[0]
-    return f"{joined}: {f.kind}({param}={getattr(f, param)})"
+    return f"{joined}: {f.kind}({kind.param}={getattr(f, kind.param)}{ties})"

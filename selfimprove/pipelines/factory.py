@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from selfimprove.assets.analyses import threshold_sweep_asset, verifier_overlap_asset
 from selfimprove.assets.checkpoints import checkpoint_asset
 from selfimprove.assets.common import Experiment
 from selfimprove.assets.evals import eval_asset
@@ -17,13 +18,17 @@ from selfimprove.assets.filtered import filtered_asset
 from selfimprove.assets.gaps import gap_asset
 from selfimprove.assets.generations import generations_asset
 from selfimprove.assets.models import base_model_asset
+from selfimprove.assets.pairs import pairs_asset
 from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.reports import report_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
+from selfimprove.resources.updates import UPDATES
 from selfimprove.spec import ExperimentSpec
 
 ROUND_STAGES = (generations_asset, verifications_asset, gap_asset, filtered_asset, checkpoint_asset, eval_asset)
+# Analyses of a round's samples and verifications (paper §6), beside the loop: nothing downstream reads them.
+ROUND_ANALYSES = (threshold_sweep_asset, verifier_overlap_asset)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ def build_experiment(spec: ExperimentSpec) -> ExperimentDefs:
     assets = [base_model_asset(exp), prompts_asset(exp)]
     checks: list[dg.AssetChecksDefinition] = []
     for r in range(spec.rounds):
-        assets += [stage(exp, r) for stage in ROUND_STAGES]
+        assets += [stage(exp, r) for stage in (*ROUND_STAGES, *ROUND_ANALYSES)]
+        if UPDATES[spec.distill.update].data == "pairs":  # preference updates train on the round's pairs
+            assets.append(pairs_asset(exp, r))
         checks += round_checks(exp, r)
     assets += [eval_asset(exp, spec.rounds), report_asset(exp)]
     job = dg.define_asset_job(

@@ -28,12 +28,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
+from selfimprove.assets.analyses import threshold_sweep_asset, verifier_overlap_asset
 from selfimprove.assets.common import Experiment
 from selfimprove.assets.gaps import gap_asset
 from selfimprove.assets.generations import generations_asset
 from selfimprove.assets.models import base_model_asset
 from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.scaling import CellRef, MemberRef, cross_verification_asset, relative_gap_asset
+from selfimprove.assets.thresholds import thresholds_asset
 from selfimprove.assets.verifications import verifications_asset
 from selfimprove.pipelines.checks import round_checks
 from selfimprove.spec import (
@@ -231,12 +233,14 @@ def _gap_checks(exp: Experiment, keys: set[dg.AssetKey]) -> list[dg.AssetChecksD
 
 
 def measurement(exp: Experiment) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """The assets up to round 0's gap (no distillation, no eval) and the gap's checks."""
+    """The assets up to round 0's gap (no distillation, no eval), the gap's checks and, for a member's own
+    samples, round 0's threshold sweep and verifier overlap."""
     if isinstance(exp, CrossExperiment):
         assets = [verifications_asset(exp, 0), gap_asset(exp, 0)]
     else:
         assets = [base_model_asset(exp), prompts_asset(exp), generations_asset(exp, 0)]
         assets += [verifications_asset(exp, 0), gap_asset(exp, 0)]
+        assets += [threshold_sweep_asset(exp, 0), verifier_overlap_asset(exp, 0)]
     return assets, _gap_checks(exp, {k for a in assets for k in a.keys})
 
 
@@ -263,6 +267,7 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
     v = study.spec.verdict
     refs = [MemberRef(m.spec.name, m.label, m.flops) for m in study.members]
     own = [relative_gap_asset(study.name, study.spec.description, refs, v.verifier, v.filter, v.min_sizes)]
+    own.append(thresholds_asset(study.name, refs))
     if study.cells:
         by_label = {m.label: m for m in study.members if m.label}
         cross = study.spec.cross
@@ -273,7 +278,14 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
         own.append(cross_verification_asset(study.name, cross.sizes, diag, off, filter_kind))
     job = dg.define_asset_job(
         f"{study.name}_study_job",
-        selection=dg.AssetSelection.assets(*own).upstream(),
+        selection=dg.AssetSelection.assets(*own).upstream()
+        | dg.AssetSelection.assets(  # each member's round-0 verifier overlap (nothing downstream reads it)
+            *[
+                dg.AssetKey([m.spec.name, "round_0", s])
+                for m in study.members
+                for s in ("verifier_overlap", "calibration")
+            ]
+        ),
         description=study.spec.description or f"Study {study.name}: every member's round-0 gap and the study assets.",
         executor_def=dg.in_process_executor,
     )

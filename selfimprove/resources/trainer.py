@@ -1,4 +1,4 @@
-"""LoRA SFT (peft) on filtered samples: loss on completion tokens only, optional sample weights."""
+"""LoRA training (peft): prepare the adapter, run the spec's update (`resources/updates`), save atomically."""
 
 from __future__ import annotations
 
@@ -10,41 +10,22 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from selfimprove.resources.batching import length_batches, shuffled_batches
 from selfimprove.resources.models import load_model, weight_digest
+from selfimprove.resources.updates import UPDATES, PreferencePair, TrainExample
 from selfimprove.spec import DistillSpec
 from selfimprove.state import to_state
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainExample:
-    prompt: str
-    completion: str
-    weight: float = 1.0
-
-
-def _encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
-    """Token ids and labels; prompt positions are masked with -100."""
-    prompt = list(tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
-    if tokenizer.bos_token_id is not None:
-        prompt = [tokenizer.bos_token_id, *prompt]
-    completion = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
-    if tokenizer.eos_token_id is not None:
-        completion.append(tokenizer.eos_token_id)
-    return prompt + completion, [-100] * len(prompt) + completion
-
-
 def train_lora(
     base_path: str | Path,
-    examples: Sequence[TrainExample],
+    examples: Sequence[TrainExample] | Sequence[PreferencePair],
     spec: DistillSpec,
     out_dir: str | Path,
     seed: int,
@@ -52,6 +33,8 @@ def train_lora(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Train a LoRA adapter on `base_path` (continuing `init_adapter` if given) and save it to `out_dir`.
+
+    `examples` are what `UPDATES[spec.update].data` names: TrainExample rows (sft) or PreferencePair rows.
 
     The adapter is written to a temp folder first and renamed into place, so `out_dir` is either
     absent or complete; temp folders of killed processes are removed first. Returns the manifest,
@@ -61,7 +44,10 @@ def train_lora(
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if not examples:
-        raise ValueError("no training examples: the filter kept nothing")
+        raise ValueError(
+            f"no training examples for the {spec.update} update: the filter kept nothing (or gave no pairs)"
+        )
+    update = UPDATES[spec.update]
     torch.manual_seed(seed)
     model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype)
     if init_adapter is not None:
@@ -81,43 +67,8 @@ def train_lora(
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
-    encoded = [_encode(tokenizer, ex) for ex in examples]
-    weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float32)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
-    order_gen = torch.Generator().manual_seed(seed)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    curve: list[float] = []
     start = time.perf_counter()
-    lengths = [len(x) for x, _ in encoded]
-    for epoch in range(spec.epochs):
-        if spec.group_by_length:
-            batches = length_batches(lengths, spec.batch_size, order_gen)
-        else:
-            batches = shuffled_batches(len(encoded), spec.batch_size, order_gen)
-        for batch in batches:
-            width = max(len(encoded[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                x, y = encoded[i]
-                ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            target = labels[:, 1:]
-            tok_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(target.shape)
-            valid = (target != -100).float()
-            per_sample = (tok_loss * valid).sum(1) / valid.sum(1).clamp(min=1)
-            w = weights[batch].to(device)
-            loss = (per_sample * w).sum() / w.sum().clamp(min=1e-12)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            curve.append(round(loss.item(), 5))
-        log.info("LoRA epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
+    curve = update.fit(model, tokenizer, examples, spec, seed, device)
     model.eval()
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +84,7 @@ def train_lora(
             "base_path": to_state(base_path),
             "init_adapter": to_state(init_adapter) if init_adapter else None,
             "weight_digest": weight_digest(merged),
+            "update": spec.update,
             "n_examples": len(examples),
             "train_seconds": round(time.perf_counter() - start, 3),
             "loss_curve": curve,

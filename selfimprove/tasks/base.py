@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,3 +93,15 @@ def grading_key(task: Task, problem: Problem) -> str:
         problem.meta.get("answers"),
     ]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+def same_answers(task: Task) -> Callable[[Sequence[tuple[str, str]]], list[bool]]:
+    """The task's answer equivalence over pairs of extracted answers (majority vote groups by it).
+
+    A task may define `same_answers(pairs)` (MATH: math-verify; GSM8K: numeric value; NQ: SQuAD
+    normalisation); otherwise two answers are the same when their stripped strings are equal.
+    """
+    fn = getattr(task, "same_answers", None)
+    if callable(fn):
+        return lambda pairs: [bool(x) for x in fn(pairs)]
+    return lambda pairs: [a.strip() == b.strip() for a, b in pairs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def extract_number(completion: str) -> str | None:
     nxt = _NEXT_SHOT.search(text)
     if nxt and nxt.start() > 0:
         text = text[: nxt.start()]
-    text = text.replace("\\$", "$").replace("\\,", "").replace("{,}", ",").replace("\\!", "")
+    text = _unlatex(text)
     for anchor in reversed(list(_ANCHOR.finditer(text))):
         if anchor.start() < 4 and anchor.group(0).lower().startswith("answer"):
             continue  # an echoed "Answer:" prefix, not a final answer
@@ -107,6 +108,11 @@ def numbers_equal(a: str | None, b: str | None) -> bool:
         return False
     x, y = parse_number(a), parse_number(b)
     return x is not None and y is not None and x == y
+
+
+def _unlatex(text: str) -> str:
+    """LaTeX spacing and grouping models put in numbers: `10{,}000`, `10\\,000`, `\\$5`."""
+    return text.replace("\\$", "$").replace("\\,", "").replace("{,}", ",").replace("\\!", "")
 
 
 def reference_answer(solution: str, where: str = "") -> str:
@@ -182,3 +188,11 @@ class GSM8KTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return numbers_equal(self.extract_answer(completion), problem.reference)
+
+    def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Equal numeric values (`10{,}000` = `10,000` = `10000`); non-numbers compare as stripped text."""
+        out = []
+        for a, b in pairs:
+            x, y = parse_number(_unlatex(a)), parse_number(_unlatex(b))
+            out.append(x == y if x is not None and y is not None else a.strip() == b.strip())
+        return out

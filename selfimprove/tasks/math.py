@@ -242,3 +242,8 @@ class MathTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return self.grade_many([problem], [completion])[0]
+
+    def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """math-verify equivalence of answer pairs (`10{,}000` and `10000`); timeouts and errors: different."""
+        outs = verify_many(list(pairs), workers=self.workers, timeout_s=self.timeout_s)
+        return [o.ok and bool(o.value) for o in outs]

@@ -189,3 +189,7 @@ class NQOpenTask(FewShotTask):
 
     def grade(self, problem: Problem, completion: str) -> bool:
         return any(exact_match(c, self.answers(problem)) for c in answer_candidates(completion))
+
+    def same_answers(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """SQuAD-normalised equality, as the grader compares an answer with a reference."""
+        return [_same(a, b) for a, b in pairs]

@@ -1,0 +1,143 @@
+"""Study asset `scaling/<study>/thresholds` (paper §6.1): the shape of each member's gap-vs-threshold curve
+and whether the best threshold transfers across the members (sizes of a family).
+
+Reads each member's round-0 `threshold_sweep` and writes one row per verifier x axis x member (stage
+`thresholds`, partition `experiment=<study>`): the member's best setting with its gap and CI, the curve's
+shape (`sweeps.shape`), the family setting (highest mean gap over members) and whether it transfers to the
+member (`sweeps.transfer`). Verdicts, decided on the CIs:
+- the paper's shapes: an interior peak for MC and the tournament, a rising curve for CoT-Score, judged on
+  each member with a non-trivial curve (its best gap's CI above 0);
+- the best threshold transfers across the sizes of the family, per verifier and axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from selfimprove import sweeps
+from selfimprove.assets import plots
+from selfimprove.assets.common import preview, table_digest
+from selfimprove.assets.scaling import PREFIX, MemberRef, write_study_table
+from selfimprove.render import md_table
+from selfimprove.resources.io_manager import WarehouseResource
+
+CODE_VERSION = "1"
+# The shapes §6.1 reports, per verifier (the others are measured, not judged).
+PAPER_SHAPES = {"mc": "interior peak", "tournament": "interior peak", "cot_score": "rising"}
+
+Row = dict[str, Any]
+
+
+def thresholds_table(refs: Sequence[MemberRef], sweeps_tables: Sequence[pa.Table]) -> pa.Table:
+    rows: list[Row] = []
+    for ref, table in zip(refs, sweeps_tables, strict=True):
+        rows += [{**r, "member": ref.name, "size": ref.label or ref.name} for r in table.to_pylist()]
+    out: list[Row] = []
+    for (verifier, axis), curve_rows in _groups(rows).items():
+        fam = sweeps.transfer(curve_rows, member_key="size")
+        for size, mine in _by(curve_rows, "size").items():
+            best = max(mine, key=lambda r: (r["gap"], r["kept_fraction"]))
+            shape = sweeps.shape(mine)
+            per = fam.get("members", {}).get(size, {})
+            out.append(
+                {
+                    "verifier": verifier,
+                    "axis": axis,
+                    "member": best["member"],
+                    "size": size,
+                    "best_setting": best["setting"],
+                    "best_gap": best["gap"],
+                    "best_gap_lo": best["gap_lo"],
+                    "best_gap_hi": best["gap_hi"],
+                    "best_kept_fraction": best["kept_fraction"],
+                    "shape": shape.label,
+                    "shape_evidence": shape.evidence,
+                    "paper_shape": PAPER_SHAPES.get(verifier),
+                    "family_setting": fam.get("family_setting"),
+                    "gap_at_family_setting": per.get("gap_at_family"),
+                    "transfers": per.get("transfers"),
+                }
+            )
+    return pa.Table.from_pylist(out)
+
+
+def _by(rows: Sequence[Row], key: str) -> dict[Any, list[Row]]:
+    out: dict[Any, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+def _groups(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    out: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        out.setdefault((r["verifier"], r["axis"]), []).append(r)
+    return out
+
+
+def threshold_verdicts(rows: Sequence[Row]) -> list[Row]:
+    """Per verifier x axis: the paper's shape on the members whose best gap's CI lies above 0, and transfer."""
+    out = []
+    for (verifier, axis), group in _groups(rows).items():
+        live = [r for r in group if r["best_gap_lo"] > 0]
+        expected = PAPER_SHAPES.get(verifier)
+        shape_holds = None if expected is None or not live else all(r["shape"] == expected for r in live)
+        transfers = [r["transfers"] for r in group if r["transfers"] is not None]
+        out.append(
+            {
+                "verifier": verifier,
+                "axis": axis,
+                "paper_shape": expected or "",
+                "shapes": ", ".join(f"{r['size']}: {r['shape']}" for r in group),
+                "members_with_a_gap": len(live),
+                "shape_holds": {True: "holds", False: "does not hold", None: "undecided"}[shape_holds],
+                "family_setting": group[0]["family_setting"],
+                "best_settings": ", ".join(f"{r['size']}: {r['best_setting']:g}" for r in group),
+                "transfer": "undecided" if len(transfers) < 2 else "holds" if all(transfers) else "does not hold",
+            }
+        )
+    return out
+
+
+def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefinition:
+    ins = {f"sweep_{i}": dg.AssetIn(dg.AssetKey([r.name, "round_0", "threshold_sweep"])) for i, r in enumerate(refs)}
+
+    @dg.asset(
+        key=dg.AssetKey([PREFIX, study, "thresholds"]),
+        ins=ins,
+        group_name=f"study_{study}",
+        kinds={"parquet"},
+        code_version=CODE_VERSION,
+        description=f"Study {study}: each member's best filter threshold and curve shape per verifier (paper §6.1), "
+        "and whether the best threshold transfers across the members, with verdicts.",
+    )
+    def thresholds(warehouse: WarehouseResource, **tables: pa.Table) -> dg.MaterializeResult:
+        sweep_tables = [tables[f"sweep_{i}"] for i in range(len(refs))]
+        table = thresholds_table(refs, sweep_tables)
+        curves = []
+        for ref, t in zip(refs, sweep_tables, strict=True):
+            curves += [{**r, "line": ref.label or ref.name} for r in t.to_pylist() if r["axis"] == "alpha"]
+        png = plots.sweep_figure(curves, f"{study}: gap against the per-prompt quantile, per size", line_key="line")
+        table, meta = write_study_table(warehouse, "thresholds", study, table, "thresholds", png)
+        found = threshold_verdicts(table.to_pylist())
+        cols = [
+            "verifier",
+            "axis",
+            "paper_shape",
+            "shape_holds",
+            "shapes",
+            "family_setting",
+            "best_settings",
+            "transfer",
+        ]
+        meta["verdicts"] = dg.MetadataValue.md(md_table(found, cols, float_format="g"))
+        meta["preview"] = dg.MetadataValue.md(
+            preview(table, ["verifier", "axis", "size", "best_setting", "best_gap", "shape", "transfers"], rows=40)
+        )
+        return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(table_digest(table)))
+
+    return thresholds

@@ -1,0 +1,76 @@
+"""SFT on the filtered samples (rejection-sampling fine-tuning): loss on completion tokens only, each sample's
+mean token loss weighted by its filter weight. A plain loop: per-sample weights and per-sample loss means are
+what TRL's SFTTrainer does not do without a custom loss and collator (see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from selfimprove.resources.updates.base import TrainExample, Update
+
+if TYPE_CHECKING:
+    from selfimprove.spec import DistillSpec
+
+log = logging.getLogger(__name__)
+
+
+def encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
+    """Token ids and labels; prompt positions are masked with -100."""
+    prompt = list(tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
+    if tokenizer.bos_token_id is not None:
+        prompt = [tokenizer.bos_token_id, *prompt]
+    completion = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        completion.append(tokenizer.eos_token_id)
+    return prompt + completion, [-100] * len(prompt) + completion
+
+
+def fit(
+    model: Any, tokenizer: Any, examples: Sequence[TrainExample], spec: DistillSpec, seed: int, device: str
+) -> list[float]:
+    import torch
+
+    from selfimprove.resources.batching import length_batches, shuffled_batches
+
+    encoded = [encode(tokenizer, ex) for ex in examples]
+    weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    order_gen = torch.Generator().manual_seed(seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    curve: list[float] = []
+    lengths = [len(x) for x, _ in encoded]
+    for epoch in range(spec.epochs):
+        if spec.group_by_length:
+            batches = length_batches(lengths, spec.batch_size, order_gen)
+        else:
+            batches = shuffled_batches(len(encoded), spec.batch_size, order_gen)
+        for batch in batches:
+            width = max(len(encoded[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                x, y = encoded[i]
+                ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            tok_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+            ).view(target.shape)
+            valid = (target != -100).float()
+            per_sample = (tok_loss * valid).sum(1) / valid.sum(1).clamp(min=1)
+            w = weights[batch].to(device)
+            loss = (per_sample * w).sum() / w.sum().clamp(min=1e-12)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curve.append(round(loss.item(), 5))
+        log.info("LoRA SFT epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
+    return curve
+
+
+SFT = Update("sft", "filtered", fit, "SFT on the filtered samples, per-sample weights, completion-only loss")
