@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm
+.PHONY: setup demo test lint dev setup-vllm test-vllm test-faults
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ test: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/ruff check selfimprove tests bench
 	$(VENV)/bin/pytest -q
+
+# The fault-injection group: kill -9 at every stage of a round, reruns, dead runs (docs/reliability.md).
+test-faults: setup
+	mkdir -p $(DAGSTER_HOME)
+	SELFIMPROVE_FAULTS=1 $(VENV)/bin/pytest -q -s tests/faults
 
 dev: setup
 	mkdir -p $(DAGSTER_HOME)

@@ -3,8 +3,11 @@ jobs and resources."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -13,8 +16,11 @@ from selfimprove.pipelines.factory import build_experiment
 from selfimprove.pipelines.study import Study, build_study, load_study
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import ParquetIOManager, WarehouseResource
-from selfimprove.spec import ExperimentSpec, load_spec
+from selfimprove.spec import ExperimentSpec, SpecError, load_spec
 from selfimprove.state import warehouse_root
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXPERIMENTS_DIR = Path(os.environ.get("SELFIMPROVE_EXPERIMENTS", Path(__file__).resolve().parents[1] / "experiments"))
 
@@ -49,12 +55,33 @@ def build_definitions(
     )
 
 
+SPEC_ERRORS: dict[str, str] = {}  # spec file -> why it did not load (its experiment or study is left out)
+
+
+def _load_each(load: Callable[[Path], T], paths: list[Path]) -> list[T]:
+    """Every file that loads; one that does not is reported (log and SPEC_ERRORS) and left out, so one
+    bad file never stops the good experiments."""
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append(load(path))
+        except SpecError as e:
+            SPEC_ERRORS[str(path)] = str(e)
+            log.error("left out: %s", e)
+    return loaded
+
+
 def experiment_specs(folder: Path = EXPERIMENTS_DIR) -> list[ExperimentSpec]:
-    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+    return _load_each(load_spec, sorted(folder.glob("*.yaml")))
 
 
 def study_specs(folder: Path = EXPERIMENTS_DIR / "studies") -> list[Study]:
-    return [load_study(p) for p in sorted(folder.glob("*.yaml"))]
+    return _load_each(load_study, sorted(folder.glob("*.yaml")))
+
+
+def spec_error(name: str) -> str | None:
+    """Why the experiment or study `name` (its file's stem) did not load, if it did not."""
+    return next((e for f, e in SPEC_ERRORS.items() if Path(f).stem == name), None)
 
 
 defs = build_definitions(experiment_specs(), studies=study_specs())

@@ -21,6 +21,8 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
+from selfimprove.state import pid_alive
+
 log = logging.getLogger(__name__)
 
 POOL = "model"
@@ -100,36 +102,39 @@ def process_alive(tags: dict[str, str]) -> bool | None:
     if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
         return None
     pid = int(tags[PID_TAG])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass  # another user's process with that pid
     started = tags.get(START_TAG, "")
     return not started or _start_time(pid) in ("", started)
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Free the pool slots of runs that ended or whose process died (marking those failed); their ids."""
+    """Free the pool slots of runs that ended or whose process died (marking those failed); their ids.
+    Runs whose process died while holding no slot are marked failed as well."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return []
     reaped = []
-    for run_id in sorted(storage.get_concurrency_run_ids()):
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=1000)
+    holding = storage.get_concurrency_run_ids()
+    for run in unfinished:  # dead runs that hold no slot are marked failed too, so the UI tells the truth
+        if run.run_id not in holding and process_alive(run.tags) is False:
+            instance.report_run_failed(run, _gone(run))
+    for run_id in sorted(holding):
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status not in FINISHED_STATUSES:
             if process_alive(run.tags) is not False:
                 continue
-            message = (
-                f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?); "
-                f"run marked failed and its pool slots freed"
-            )
+            message = _gone(run) + "; its pool slots freed"
             instance.report_run_failed(run, message)
             log.warning("run %s of %s: %s", run_id, run.job_name, message)
         storage.free_concurrency_slots_for_run(run_id)
         reaped.append(run_id)
     return reaped
+
+
+def _gone(run: dg.DagsterRun) -> str:
+    return f"process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?): run marked failed"
 
 
 def holders(instance: dg.DagsterInstance, pool: str = POOL) -> list[str]:

@@ -20,6 +20,12 @@ def run_job(job_name: str) -> bool:
     from selfimprove.definitions import defs
     from selfimprove.state import warehouse_root
 
+    if job_name not in {j.name for j in defs.jobs or []}:
+        from selfimprove.definitions import spec_error
+
+        why = spec_error(job_name.removesuffix("_study_job").removesuffix("_job"))
+        print(f"no job {job_name}: {why or 'no such experiment or study'}", file=sys.stderr)
+        return False
     job = defs.resolve_job_def(job_name)
     print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
     start = time.perf_counter()

@@ -52,6 +52,34 @@ def _known_filter(v: str) -> str:
     return v
 
 
+Int = Annotated[int, Field(strict=True)]  # `n: true` or `n: "8"` is an error, not 1 or 8
+BIG = 10_000_000  # upper bound of counts (prompts, tokens); each field has its own where less makes sense
+_DEVICE_RE = re.compile(r"cpu|mps|(cuda|xpu|npu)(:\d+)?")
+DType = Literal["float32", "float16", "bfloat16", "float64"]
+
+
+def _known_device(v: str) -> str:
+    if not _DEVICE_RE.fullmatch(v):
+        raise ValueError(f"unknown device {v!r}: use cpu, cuda, cuda:N, mps, xpu[:N] or npu[:N]")
+    return v
+
+
+def _known_size(v: str | None) -> str | None:
+    from selfimprove.toy.model import SIZES
+
+    if v is not None and v not in SIZES:
+        raise ValueError(f"unknown embedded size {v!r}: use one of {sorted(SIZES)}")
+    return v
+
+
+def _known_task(v: str) -> str:
+    from selfimprove.tasks.registry import task_names
+
+    if v not in task_names() and not v.startswith("custom:") and not v.endswith((".yaml", ".yml")):
+        raise ValueError(f"unknown task {v!r}: use one of {task_names()} or a custom-task YAML path")
+    return v
+
+
 def _known_engine(v: str) -> str:
     from selfimprove.resources.engines import ENGINES  # the engine registry imports this module's ModelSpec
 
@@ -76,18 +104,19 @@ MethodList = Annotated[list[Annotated[str, AfterValidator(_known_method)]], Afte
 class ModelSpec(Strict):
     """Either an embedded size (trained locally) or a local HF checkpoint path."""
 
-    embedded: str | None = None
+    embedded: Annotated[str | None, AfterValidator(_known_size)] = None
     path: str | None = None
     engine: Annotated[str, AfterValidator(_known_engine)] = "transformers"
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = Field(256, gt=0)
+    device: Annotated[str, AfterValidator(_known_device)] = "cpu"  # cpu, cuda, cuda:N, mps, xpu[:N], npu[:N]
+    dtype: DType = "float32"
+    batch_size: Int = Field(256, gt=0, le=1 << 20)
     trust_remote_code: bool = False
-    seed: int = 0  # pretraining seed of an embedded size
+    allow_pickle: bool = False  # load pytorch_model.bin & co. (pickle can run code); safetensors only by default
+    seed: Int = Field(0, ge=0, lt=1 << 32)  # pretraining seed of an embedded size
     # vLLM engine only (engine: vllm); ignored by the transformers engine. See docs/scale-out.md.
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # share of GPU memory vLLM may take
-    tensor_parallel_size: int = Field(1, gt=0)  # GPUs one model is split over
-    max_model_len: int | None = Field(None, gt=0)  # context length; None: the model config's
+    tensor_parallel_size: Int = Field(1, gt=0, le=1024)  # GPUs one model is split over
+    max_model_len: Int | None = Field(None, gt=0, le=1 << 24)  # context length; None: the model config's
     enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower decoding
     lora_mode: Literal["lora", "merge"] = "lora"  # adapters: LoRARequest on the base, or merged first
 
@@ -99,31 +128,31 @@ class ModelSpec(Strict):
 
 
 class TaskSpec(Strict):
-    name: str = "arithmetic"
+    name: Annotated[str, AfterValidator(_known_task)] = "arithmetic"  # a registered task or a custom-task YAML
     options: dict[str, object] = Field(default_factory=dict)
-    train_prompts: int = Field(64, gt=0)
-    eval_prompts: int = Field(200, gt=0)
+    train_prompts: Int = Field(64, gt=0, le=BIG)
+    eval_prompts: Int = Field(200, gt=0, le=BIG)
 
 
 class SamplingSpec(Strict):
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(96, gt=0)
+    max_new_tokens: Int = Field(96, gt=0, le=1 << 20)
 
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_p, self.max_new_tokens)
 
 
 class GenerationSpec(SamplingSpec):
-    n: int = Field(8, gt=0)
-    shard_prompts: int = Field(16, gt=0)
+    n: Int = Field(8, gt=0, le=100_000)
+    shard_prompts: Int = Field(16, gt=0, le=BIG)
 
 
 class VerificationSpec(SamplingSpec):
     methods: MethodList = ["mc"]
-    k: int = Field(1, gt=0)
+    k: Int = Field(1, gt=0, le=10_000)
     temperature: float = Field(0.0, ge=0)
-    tournament_rounds: int = Field(2, gt=0)
+    tournament_rounds: Int = Field(2, gt=0, le=1000)
     on_parse_failure: Literal["drop", "zero", "neutral"] = "neutral"
     verifier: ModelSpec | None = None  # cross-verification: another model verifies
     # prompt style: the embedded formats, few-shot natural language (base models) or a chat template;
@@ -137,7 +166,7 @@ class FilterSpec(Strict):
     kind: FilterKind = "quantile"
     alpha: float = Field(0.5, gt=0, le=1)  # quantile: keep the top alpha of each prompt
     tau: float = 0.5  # threshold
-    k: int = Field(1, gt=0)  # top-k per prompt
+    k: Int = Field(1, gt=0, le=100_000)  # top-k per prompt
     # quantile / top-k: samples tied at the cut (filters.TIES); "drop" keeps what is strictly above the cut when
     # more than k samples reach it (or the top-scored ones if none is above), so binary verdicts keep a prompt's 1s
     ties: Literal["keep", "drop"] = "drop"
@@ -153,25 +182,27 @@ class DistillSpec(Strict):
     update: UpdateName = "sft"
     beta: float = Field(0.1, gt=0)  # dpo / rpo: strength of the implicit KL to the round's starting model
     rpo_alpha: float = Field(1.0, ge=0)  # rpo: weight of the sft loss on the chosen completions
-    pairs_per_prompt: int = Field(4, gt=0)  # dpo / rpo: at most this many (chosen, rejected) pairs per prompt
-    r: int = Field(8, gt=0)
-    lora_alpha: int = Field(16, gt=0)
+    pairs_per_prompt: Int = Field(
+        4, gt=0, le=100_000
+    )  # dpo / rpo: at most this many (chosen, rejected) pairs per prompt
+    r: Int = Field(8, gt=0, le=4096)
+    lora_alpha: Int = Field(16, gt=0, le=1 << 20)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     learning_rate: float = Field(2e-3, gt=0)
-    epochs: int = Field(2, gt=0)
-    batch_size: int = Field(32, gt=0)
+    epochs: Int = Field(2, gt=0, le=10_000)
+    batch_size: Int = Field(32, gt=0, le=1 << 20)
     group_by_length: bool = True  # batches of similar lengths (little padding); False: plain shuffled batches
     gradient_checkpointing: bool = False
-    dtype: str = "float32"
+    dtype: DType = "float32"
 
 
 class EvalSpec(Strict):
-    samples: int = Field(4, ge=0)  # sampled completions per held-out prompt (mean sampled accuracy)
+    samples: Int = Field(4, ge=0, le=100_000)  # sampled completions per held-out prompt (mean sampled accuracy)
 
 
 class GapSpec(Strict):
-    bootstrap: int = Field(1000, gt=0)
+    bootstrap: Int = Field(1000, gt=0, le=1_000_000)
     block_distill_if_gap_le_zero: bool = False
     max_parse_failure_rate: float = Field(0.2, ge=0, le=1)
 
@@ -187,8 +218,8 @@ class ExperimentSpec(Strict):
     distill: DistillSpec = DistillSpec()
     eval: EvalSpec = EvalSpec()
     gap: GapSpec = GapSpec()
-    rounds: int = Field(3, ge=1)
-    seed: int = 0
+    rounds: Int = Field(3, ge=1, le=1000)
+    seed: Int = Field(0, ge=0, lt=1 << 32)
 
     @model_validator(mode="after")
     def _resolve_style(self) -> ExperimentSpec:
@@ -215,7 +246,9 @@ def read_yaml(path: str | Path, what: str = "experiment") -> object:
     """The parsed YAML of a spec file, or a SpecError naming the file."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     except FileNotFoundError:
         raise SpecError(f"{path}: no such {what} file") from None
     except OSError as exc:

@@ -139,11 +139,13 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def catalog(root: Root) -> duckdb.DuckDBPyConnection:
+def catalog(root: Root, broken: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per stage over every experiment and round.
 
     Views: `SELECT * FROM read_parquet('<root>/<stage>/**/*.parquet', hive_partitioning=true, ...)`,
-    with `experiment` VARCHAR and `round` BIGINT. `_staging` is neither a view nor readable.
+    with `experiment` VARCHAR and `round` BIGINT. `_staging` is neither a view nor readable. A stage
+    whose files cannot be read (a corrupt Parquet file) gets no view; `broken`, if given, receives
+    DuckDB's message for it (which names the file), and every other view still works.
     """
     wh = root if isinstance(root, Warehouse) else Warehouse(root)
     con = duckdb.connect(":memory:")
@@ -153,10 +155,15 @@ def catalog(root: Root) -> duckdb.DuckDBPyConnection:
     for stage in wh.stages():
         base = wh.url(stage)
         hive_types = "{'experiment': VARCHAR" + (", 'round': BIGINT}" if wh.has_rounds(stage) else "}")
-        con.execute(
-            f"CREATE VIEW {_quote(stage)} AS SELECT * FROM read_parquet({_literal(base + '/**/*.parquet')}, "
-            f"hive_partitioning=true, union_by_name=true, hive_types={hive_types})"
-        )
+        try:
+            con.execute(
+                f"CREATE VIEW {_quote(stage)} AS SELECT * FROM read_parquet({_literal(base + '/**/*.parquet')}, "
+                f"hive_partitioning=true, union_by_name=true, hive_types={hive_types})"
+            )
+        except duckdb.Error as e:
+            if broken is not None:
+                broken[stage] = str(e).strip().splitlines()[0]
+            continue
         allowed.append(base + "/")
         if not wh.local:  # fsspec globs may come back as proto:///path
             proto, _, rest = base.partition("://")
@@ -182,13 +189,21 @@ def run_query(root: Root, sql: str) -> pa.Table:
     """Check `sql` is read-only, run it over the warehouse views, return the last statement's result."""
     statements = check_read_only(sql)
     con = None
+    broken: dict[str, str] = {}
     try:
-        con = catalog(root)
+        con = catalog(root, broken)
         for stmt in statements[:-1]:
             con.execute(stmt.query).fetchall()  # earlier results are dropped, errors still raise
         return con.sql(statements[-1].query).to_arrow_table()
     except duckdb.CatalogException as e:
         message = str(e).strip()
+        unreadable = [stage for stage in broken if f"Table with name {stage} does not exist" in message]
+        if unreadable:
+            stage = unreadable[0]
+            raise SqlError(
+                f"table {stage} cannot be read: {broken[stage]}. Rerun the stage that wrote that file "
+                "(or delete it); the other tables are unaffected"
+            ) from None
         if "Table with name" in message:
             names = ", ".join(views(con) if con is not None else []) or "none (no tables yet)"
             raise UnknownTableError(f"{message.splitlines()[0]} Available views: {names}") from None

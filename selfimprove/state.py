@@ -31,6 +31,17 @@ def to_state(path: str | Path) -> str:
         return str(p)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (temp names carry their writer's pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def from_state(path: str | Path) -> Path:
     """The absolute folder of a recorded path: a relative one lies in the current state folder."""
     p = Path(path).expanduser()

@@ -24,6 +24,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
+# The fault-injection group (kill -9 at every stage, dead runs): `make test-faults`, its own CI group.
+collect_ignore_glob = [] if os.environ.get("SELFIMPROVE_FAULTS") else ["faults/*"]
+
 MICRO_SPEC = {
     "name": "micro",
     "model": {"embedded": "micro"},

@@ -105,3 +105,22 @@ def test_gsm8k_with_a_local_qwen2_checkpoint(qwen2_path: Path, tmp_path: Path, s
     ckpt = wh.read("checkpoint", "real", 0).to_pylist()[0]
     assert (from_state(ckpt["path"]) / "adapter_model.safetensors").is_file()
     assert set(wh.read("generations", "real", 0).column("weight_digest").to_pylist()) != {ckpt["weight_digest"]}
+
+
+def test_pickle_weights_load_only_when_the_spec_opts_in(micro_model: Path, tmp_path: Path) -> None:
+    """Issue 14.9: safetensors only; a `pytorch_model.bin` folder is refused with a reason unless allow_pickle."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(micro_model, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(load_file(micro_model / "model.safetensors"), folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"pickle weights only \(pytorch_model.bin\).*model.allow_pickle: true"):
+        load_model(folder)
+    spec = parse_spec({"name": "p", "model": {"path": str(folder), "allow_pickle": True}})
+    net, _ = load_model(folder, allow_pickle=spec.model.allow_pickle)
+    assert weight_digest(net) == weight_digest(load_model(micro_model)[0])

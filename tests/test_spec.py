@@ -75,6 +75,16 @@ BAD_SPECS = [
     ("rounds_zero", {**VALID, "rounds": 0}, "rounds", "greater than or equal to 1"),
     ("bad_filter_kind", {**VALID, "filter": {"kind": "median"}}, "filter.kind", "'quantile'"),
     ("top_p_above_one", {**VALID, "generation": {"top_p": 1.5}}, "generation.top_p", "less than or equal to 1"),
+    # issue 14.6: names that would fail only at run time, and ints that are not ints (or absurdly large)
+    ("unknown_task", {**VALID, "task": {"name": "gsm9k"}}, "task.name", "unknown task 'gsm9k'"),
+    ("unknown_size", {**VALID, "model": {"embedded": "huge"}}, "model.embedded", "unknown embedded size 'huge'"),
+    ("unknown_dtype", {**VALID, "model": {"embedded": "micro", "dtype": "fp33"}}, "model.dtype", "'float32'"),
+    ("unknown_device", {**VALID, "model": {"embedded": "micro", "device": "gpu"}}, "model.device", "unknown device"),
+    ("distill_dtype", {**VALID, "distill": {"dtype": "half-ish"}}, "distill.dtype", "'bfloat16'"),
+    ("bool_as_int", {**VALID, "generation": {"n": True}}, "generation.n", "valid integer"),
+    ("float_as_int", {**VALID, "rounds": 2.0}, "rounds", "valid integer"),
+    ("huge_n", {**VALID, "generation": {"n": 100_000_000_000}}, "generation.n", "less than or equal to 100000"),
+    ("negative_seed", {**VALID, "seed": -1}, "seed", "greater than or equal to 0"),
 ]
 
 
@@ -116,6 +126,41 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
     msg = str(info.value)
     assert msg.startswith(f"{path}: invalid experiment spec: <top>: "), msg
     assert "valid dictionary" in msg, msg
+
+
+def test_non_utf8_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\nmodel: {embedded: micro}\n".encode("latin-1"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset 9)"
+
+
+def test_one_bad_file_leaves_the_good_experiments(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from selfimprove.definitions import SPEC_ERRORS, experiment_specs, spec_error
+
+    write(tmp_path, {**VALID, "name": "good"}, "good.yaml")
+    write(tmp_path, {**VALID, "name": "bad", "task": {"name": "nope"}}, "bad.yaml")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    with caplog.at_level("ERROR"):
+        specs = experiment_specs(tmp_path)
+    assert [s.name for s in specs] == ["good"]
+    assert f"{tmp_path / 'bad.yaml'}: invalid experiment spec: task.name: " in caplog.text
+    assert f"{tmp_path / 'binary.yaml'}: not UTF-8 text" in caplog.text
+    assert "unknown task 'nope'" in (spec_error("bad") or "")
+    SPEC_ERRORS.clear()
+
+
+def test_cli_names_the_file_of_an_experiment_that_did_not_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selfimprove import definitions
+    from selfimprove.runs import run_job
+
+    monkeypatch.setitem(definitions.SPEC_ERRORS, "experiments/broken.yaml", "experiments/broken.yaml: not UTF-8 text")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert run_job("broken_job") is False
+    assert "no job broken_job: experiments/broken.yaml: not UTF-8 text" in capsys.readouterr().err
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -244,3 +244,15 @@ def test_cli_honours_selfimprove_home(
     assert warehouse_root() == str(home / "warehouse") and Warehouse().root.path == str(home / "warehouse")
     assert sql_main(["SELECT experiment, value FROM report", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"experiment": "homed", "value": 0.5}]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_file_breaks_only_its_table(wh: Warehouse, damage: str) -> None:
+    """Issue 14.7: one corrupt Parquet file: other queries still run; its table's error names the file."""
+    bad = Path(wh.root.path) / "generations" / "experiment=beta" / "round=1" / "data.parquet"
+    bad.write_bytes(bad.read_bytes()[:40] if damage == "truncated" else b"PAR1" + b"x" * 64 + b"PAR1")
+    assert run_query(wh, "SELECT 1 AS one").to_pylist() == [{"one": 1}]
+    assert run_query(wh, "SELECT count(*) AS n FROM report").to_pylist() == [{"n": 2}]
+    with pytest.raises(SqlError) as info:
+        run_query(wh, "SELECT count(*) FROM generations")
+    assert str(bad) in str(info.value) and "cannot be read" in str(info.value)

@@ -294,3 +294,27 @@ def test_registry() -> None:
 def test_eval_fraction_outside_0_1_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="eval_fraction must lie in"):
         get_task(name, eval_fraction=1.5)
+
+
+def test_latin1_jsonl_names_file_and_line(tmp_path: Path) -> None:
+    """Issue 14.9: a JSONL file saved as Latin-1 is a clear error, not a bare UnicodeDecodeError."""
+    from selfimprove.tasks.custom import CustomTask
+
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"q": "1+1", "a": "2"}\n' + '{"q": "café?", "a": "3"}\n'.encode("latin-1"))
+    task = CustomTask({"name": "l1", "path": str(path), "question_field": "q", "answer_field": "a"})
+    with pytest.raises(TaskDataError, match=rf"{path}:line 2: not UTF-8 text \(byte 0xe9 at column 11\)"):
+        task.load(1, 0, "train")
+
+
+def test_empty_custom_file_names_the_file(tmp_path: Path) -> None:
+    from selfimprove.tasks.custom import CustomTask
+
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    task = CustomTask({"name": "e", "path": str(path), "question_field": "q", "answer_field": "a"})
+    with pytest.raises(TaskDataError, match=rf"{path}: no rows \(the file is empty\)"):
+        task.load(1, 0, "train")
+    path.write_text('{"q": "1+1", "a": "2"}\n')
+    with pytest.raises(TaskDataError, match=rf"{path} \(train side\): asked for 5 problems"):
+        CustomTask({"name": "e", "path": str(path), "question_field": "q", "answer_field": "a"}).load(5, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -179,3 +180,58 @@ def test_relative_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     wh = Warehouse("wh")
     assert wh.write("gen", _t(x=[1]), "e", 0).path == os.path.join(tmp_path, "wh/gen/experiment=e/round=0/data.parquet")
+
+
+def test_full_disk_error_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14.9: a full disk (the temp file is a link to /dev/full, which answers ENOSPC) names the path."""
+    wh = Warehouse(tmp_path / "wh")
+    wh.write("generations", pa.table({"x": [1]}), "demo", 0)
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    tmp = tmp_path / "wh" / "_staging" / "_tmp" / f"{os.getpid()}-{fixed.hex}.parquet"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.symlink_to("/dev/full")
+    with pytest.raises(OSError) as info:
+        wh.write("generations", pa.table({"x": list(range(100_000))}), "demo", 0)
+    assert info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "wh" / "generations" / "experiment=demo" / "round=0" / "data.parquet") in str(info.value)
+    assert not os.path.lexists(tmp)  # no temp file left
+    assert wh.read("generations", "demo", 0).column("x").to_pylist() == [1]  # the old table is intact
+
+
+def test_corrupt_file_is_named_on_read(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    wh.write("report", pa.table({"x": [1]}), "demo")
+    path = tmp_path / "wh" / "report" / "experiment=demo" / "data.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match=f"{path} is not a readable Parquet file"):
+        wh.read("report", "demo")
+
+
+def test_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A process killed mid-write leaves `_staging/_tmp/<pid>-*`; the next write removes it (a live one stays)."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    wh = Warehouse(tmp_path / "wh")
+    folder = tmp_path / "wh" / "_staging" / "_tmp"
+    folder.mkdir(parents=True)
+    (folder / f"{gone.pid}-dead.parquet").write_bytes(b"half")
+    (folder / f"{os.getpid()}-mine.parquet").write_bytes(b"in flight")
+    wh.write("report", pa.table({"x": [1]}), "demo")
+    assert sorted(p.name for p in folder.iterdir()) == [f"{os.getpid()}-mine.parquet"]
+
+
+def test_lora_temp_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from selfimprove.resources.trainer import remove_stale_temp
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, live = tmp_path / f".abc.{gone.pid}.x1", tmp_path / f".abc.{os.getpid()}.x2"
+    for d in (dead, live):
+        (d / "adapter").mkdir(parents=True)
+    remove_stale_temp(tmp_path)
+    assert not dead.exists() and live.exists()

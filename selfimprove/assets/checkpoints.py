@@ -58,7 +58,14 @@ def checkpoint_manifest(exp: Experiment, r: int, data: pa.Table, base: dict, pre
     else:
         examples = training_data(spec.distill.update, data)
         manifest = train_lora(
-            base_path, examples, spec.distill, out, seed=spec.seed + r, init_adapter=init, device=spec.model.device
+            base_path,
+            examples,
+            spec.distill,
+            out,
+            seed=spec.seed + r,
+            init_adapter=init,
+            device=spec.model.device,
+            allow_pickle=spec.model.allow_pickle,
         )
         manifest["reused"] = False
     manifest["path"] = to_state(out / "merged" if spec.distill.mode == "merge" else out)

@@ -65,8 +65,8 @@ def eval_rows(
             )
         )
         totals = {k: totals[k] + counts[k] for k in totals}
-        if warehouse is not None:
-            warehouse.clear_shards("eval", exp.name, r, run_key)
+    if warehouse is not None:
+        warehouse.clear_staging("eval", exp.name, r)
     if stats is not None:
         stats.update(totals)
     return pa.concat_tables(tables)

@@ -53,7 +53,7 @@ def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             save_shard=save,
             extra={"model_path": manifest["path"]},
         )
-        warehouse.get().clear_shards("generations", exp.name, r, run_key)
+        warehouse.get().clear_staging("generations", exp.name, r)  # this run's shards and any older ones
         acc = sum(table.column("correct").to_pylist()) / max(1, table.num_rows)
         context.log.info(f"round {r}: {table.num_rows} samples, accuracy {acc:.3f}")
         return output(

@@ -28,7 +28,9 @@ def resolve_model(model: ModelSpec) -> Path:
 
 def base_model_manifest(model: ModelSpec) -> pa.Table:
     path = resolve_model(model)
-    net, _ = load_model(path, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+    net, _ = load_model(
+        path, dtype=model.dtype, trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle
+    )
     info_file = path / "selfimprove_model.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     return pa.Table.from_pylist(

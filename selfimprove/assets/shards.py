@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
+from selfimprove import faults
 from selfimprove.resources.warehouse import Warehouse
 
 SaveShard = Callable[[int, pa.Table], None]
@@ -38,6 +39,7 @@ def staged_run(
 
     def save(shard: int, table: pa.Table) -> None:
         warehouse.write_shard(stage, experiment, round, shard, table, run_key)
+        faults.point(f"shard:{stage}")
 
     return cached, save
 

@@ -262,7 +262,7 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             save_shard=save,
             **ident,
         )
-        warehouse.get().clear_shards("verifications", exp.name, r, run_key)
+        warehouse.get().clear_staging("verifications", exp.name, r)  # this run's shards and any older ones
         verifier = table.column("verifier_digest")[0].as_py() if table.num_rows else ident.get("weight_digest", "")
         numbers: dict[str, float | int | str] = {
             "verifier_digest": verifier,

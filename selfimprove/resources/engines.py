@@ -30,6 +30,7 @@ def _transformers(path: str | Path, model: ModelSpec) -> Engine:
         dtype=model.dtype,
         batch_size=model.batch_size,
         trust_remote_code=model.trust_remote_code,
+        allow_pickle=model.allow_pickle,
     )
 
 

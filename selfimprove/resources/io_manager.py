@@ -11,6 +11,7 @@ import re
 import dagster as dg
 import pyarrow as pa
 
+from selfimprove import faults
 from selfimprove.resources.warehouse import Warehouse
 
 _ROUND_RE = re.compile(r"round_(\d+)")
@@ -42,6 +43,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 f"returned {type(obj).__module__}.{type(obj).__qualname__}"
             )
         stage, experiment, round = partition_of(context.asset_key)
+        faults.point(f"write:{stage}")
         result = self.warehouse.write(stage, obj, experiment, round)
         context.add_output_metadata({"path": dg.MetadataValue.path(result.path), "dagster/row_count": result.num_rows})
 

@@ -44,6 +44,21 @@ def adapter_base_path(path: str | Path) -> str:
     return str(base) if Path(base).is_absolute() else str((Path(path) / base).resolve())
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> None:
+    """Safetensors only: a folder whose weights are pickle files loads only when the spec opts in."""
+    if allow_pickle or any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(f.name for f in path.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise ModelLoadError(
+            f"{path} holds pickle weights only ({', '.join(pickled)}): loading pickle can run code. Convert them "
+            "to safetensors, or set model.allow_pickle: true if you trust the files"
+        )
+
+
 def _check_model_dir(path: Path) -> None:
     if not path.exists():
         raise ModelLoadError(f"model path {path} does not exist")
@@ -58,10 +73,12 @@ def load_model(
     device: str = "cpu",
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> tuple[Any, Any]:
     """Load (model, tokenizer) from a local folder; a peft adapter is loaded on its base and merged.
 
     A relative path is one a manifest recorded: it lies in the state folder (`selfimprove.state`).
+    Weights must be safetensors unless `allow_pickle` (the spec's `model.allow_pickle`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -72,8 +89,15 @@ def load_model(
     base_path = Path(adapter_base_path(path)) if adapter else path
     if adapter:
         _check_model_dir(base_path)
+        _check_weights(path, allow_pickle)
+    _check_weights(base_path, allow_pickle)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_path,
+            dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+        )
         if adapter:
             from peft import PeftModel
 

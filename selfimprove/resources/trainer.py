@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
+from selfimprove import faults
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.resources.updates import UPDATES, PreferencePair, TrainExample
 from selfimprove.spec import DistillSpec
-from selfimprove.state import to_state
+from selfimprove.state import pid_alive, to_state
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def train_lora(
     seed: int,
     init_adapter: str | Path | None = None,
     device: str = "cpu",
+    allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on `base_path` (continuing `init_adapter` if given) and save it to `out_dir`.
 
@@ -49,7 +51,7 @@ def train_lora(
         )
     update = UPDATES[spec.update]
     torch.manual_seed(seed)
-    model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype)
+    model, tokenizer = load_model(base_path, device=device, dtype=spec.dtype, allow_pickle=allow_pickle)
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
         for cfg in model.peft_config.values():  # the recorded base may be relative to the adapter folder
@@ -95,6 +97,7 @@ def train_lora(
             tokenizer.save_pretrained(tmp / "merged")
         manifest["files"] = weight_files(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        faults.point("lora:saved")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -131,19 +134,9 @@ def remove_stale_temp(parent: Path) -> None:
     """Remove temp folders (`.<name>.<pid>.<random>`) left in `parent` by processes that are gone."""
     for tmp in parent.glob(".*.*.*"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             log.info("removing %s, left by process %s", tmp, pid)
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _set_adapter_base(adapter_dir: Path, final_dir: Path, base: Path) -> None:

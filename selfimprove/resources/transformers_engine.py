@@ -45,8 +45,11 @@ class TransformersEngine:
         dtype: str = "float32",
         batch_size: int = 256,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ) -> TransformersEngine:
-        model, tokenizer = load_model(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(
+            path, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
         return cls(model, tokenizer, batch_size=batch_size, path=str(path))
 
     def encode(self, text: str) -> list[int]:

@@ -106,7 +106,9 @@ class VllmEngine:
         vllm = import_vllm()
         spec = model
         path = Path(path).expanduser().resolve()
-        net, tokenizer = load_model(path, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
+        net, tokenizer = load_model(
+            path, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle
+        )
         digest = weight_digest(net)
         adapter = is_adapter(path)
         temp_dir: str | None = None

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from selfimprove.state import warehouse_root
+from selfimprove import faults
+from selfimprove.state import pid_alive, warehouse_root
 
 PARTITION_COLUMNS = ("experiment", "round")
 STAGING = "_staging"
@@ -137,16 +138,44 @@ class Warehouse:
 
     def _atomic(self, final: str, tmp: str, write: Callable[[Any], object]) -> None:
         """Call `write` on the open file `tmp`, then move it over `final` in one step; no temp file is left."""
-        self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         try:
+            self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
             with self.fs.open(tmp, "wb") as f:
                 write(f)
+            faults.point("warehouse:tmp")
             self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self._move(tmp, final)
+        except OSError as e:  # a full disk, a read-only folder: say which file, keep the errno
+            self._discard(tmp)
+            raise OSError(e.errno, f"could not write {final} (via {tmp}): {e.strerror or e}") from e
         except Exception:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            self._discard(tmp)
             raise
+
+    def _tmp(self, suffix: str) -> str:
+        """A temp file under `_staging/_tmp`, named after this process; temp files of processes that are
+        gone (killed mid-write) are removed first."""
+        folder = self._p(f"{STAGING}/_tmp")
+        if self.local and os.path.isdir(folder):
+            for name in os.listdir(folder):
+                pid = name.split("-", 1)[0]
+                if pid.isdigit() and not pid_alive(int(pid)):
+                    self._discard(f"{folder}/{name}")
+        return f"{folder}/{os.getpid()}-{uuid.uuid4().hex}.{suffix}"
+
+    def clear_staging(self, stage: str, experiment: str, round: int | None) -> None:
+        """Delete every unfinished shard of a partition, of any run (called once its table is written)."""
+        folder = self._p(f"{STAGING}/{_partition(stage, experiment, round)}")
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
+    def _discard(self, tmp: str) -> None:
+        """Remove a temp file (or a link in its place), ignoring a second failure."""
+        try:
+            if os.path.lexists(tmp) if self.local else self.fs.exists(tmp):
+                self.fs.rm(tmp)
+        except OSError:
+            pass
 
     def write_bytes(self, rel_path: str, data: bytes) -> str:
         """Atomically write a non-table file (a figure) at `<root>/<rel_path>`; returns its URL.
@@ -157,7 +186,7 @@ class Warehouse:
         if rel_path.startswith(("/", ".")) or ".." in rel_path.split("/") or not rel_path.startswith("_"):
             raise ValueError(f"rel_path must be a `_`-folder inside the warehouse, got {rel_path!r}")
         suffix = rel_path.rsplit(".", 1)[-1] if "." in rel_path else "bin"
-        self._atomic(self._p(rel_path), self._p(f"{STAGING}/_tmp/{uuid.uuid4().hex}.{suffix}"), lambda f: f.write(data))
+        self._atomic(self._p(rel_path), self._tmp(suffix), lambda f: f.write(data))
         return self.url(rel_path)
 
     def _move(self, src: str, dst: str) -> None:
@@ -167,8 +196,11 @@ class Warehouse:
             self.fs.mv(src, dst)
 
     def _read_file(self, path: str) -> pa.Table:
-        with self.fs.open(path, "rb") as f:
-            return pq.read_table(f)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return pq.read_table(f)
+        except pa.ArrowInvalid as e:
+            raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
 
     # --- tables ----------------------------------------------------------------------------------
     def write(self, stage: str, table: pa.Table, experiment: str, round: int | None = None) -> WriteResult:
@@ -182,7 +214,7 @@ class Warehouse:
             raise ValueError(f"stage {stage!r} is a {kind} stage; got round={round!r}")
         table = _strip_partition_columns(table, experiment, round)
         final = self._p(f"{rel}/{DATA_FILE}")
-        self._write_file(table, final, self._p(f"{STAGING}/_tmp/{uuid.uuid4().hex}.parquet"))
+        self._write_file(table, final, self._tmp("parquet"))
         return WriteResult(self.url(f"{rel}/{DATA_FILE}"), table.num_rows)
 
     def read(self, stage: str, experiment: str, round: int | None = None) -> pa.Table:

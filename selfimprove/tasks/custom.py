@@ -133,7 +133,10 @@ class CustomTask(FewShotTask):
 
     def _read_file(self, source: str | Path) -> list[Problem]:
         problems = []
-        for where, row in read_rows(source):
+        rows = list(read_rows(source))
+        if not rows:
+            raise TaskDataError(f"{source}: no rows (the file is empty)")
+        for where, row in rows:
             question = require_str(row, self.question_field, where)
             reference, answers = self._reference(row, where)
             solution = row.get(self.solution_field)
@@ -150,6 +153,15 @@ class CustomTask(FewShotTask):
             train_ids = {p.prompt_id for p in self.problems("train")}
             return [p for p in self._read_file(self.eval_path) if p.prompt_id not in train_ids]
         return hash_side(self._read_file(self.path), side, self.split_seed, self.eval_fraction)
+
+    def load(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        try:
+            return super().load(n, seed, split)
+        except TaskDataError:
+            raise
+        except ValueError as e:
+            source = self.eval_path if self.eval_path is not None and split != "train" else self.path
+            raise TaskDataError(f"{source} ({split} side): {e}") from None
 
     def shot_answer(self, problem: Problem) -> str:
         return str(problem.meta.get("solution") or problem.reference).strip()

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from selfimprove import faults
 from selfimprove.resources.updates.base import TrainExample, Update
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def fit(
             loss.backward()
             opt.step()
             curve.append(round(loss.item(), 5))
+            faults.point("lora:step")
         log.info("LoRA SFT epoch %d/%d: loss %.4f", epoch + 1, spec.epochs, curve[-1])
     return curve
 
