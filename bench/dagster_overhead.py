@@ -56,9 +56,9 @@ def targets() -> list[dg.AssetKey]:
     return [dg.AssetKey([NAME, "round_0", s]) for s in STAGES]
 
 
-def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -> float:
+def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -> tuple[float, float]:
     EngineResource().release()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     selection = {*targets(), dg.AssetKey([NAME, "prompts"]), dg.AssetKey([NAME, "base_model"])}
     job = job.get_subset(asset_selection=selection)
@@ -71,13 +71,13 @@ def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -
             result = job.execute_in_process(instance=instance, run_config=config)
     assert result.success
     EngineResource().release()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_direct(spec: ExperimentSpec, root: Path) -> float:
+def run_direct(spec: ExperimentSpec, root: Path) -> tuple[float, float]:
     """The asset functions in dependency order, with the resources Dagster would pass them."""
     EngineResource().release()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     assets = {k: a for a in build_experiment(spec).assets for k in a.keys}
     order: list[dg.AssetKey] = []
 
@@ -103,7 +103,7 @@ def run_direct(spec: ExperimentSpec, root: Path) -> float:
         wh.write(stage, table, experiment, round_)
         values[key] = table
     EngineResource().release()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def rows(root: Path, stage: str) -> list[dict]:
@@ -132,6 +132,7 @@ def main() -> None:
     homes = Home(work, ensure_pretrained(args.size, work / "cache"), args.size)
     paths = ["dagster", "direct", *(["dagster (ephemeral)"] if args.ephemeral else [])]
     times: dict[str, list[float]] = {p: [] for p in paths}
+    cpus: dict[str, list[float]] = {p: [] for p in paths}
     homes.fresh()
     run_direct(spec, work / "wh_warmup")  # untimed: imports (transformers, peft) and first-call costs
     for i in range(args.pairs):
@@ -140,10 +141,12 @@ def main() -> None:
             homes.fresh()
             roots[p] = work / f"wh_{p.split()[0]}_{i}{'e' if 'eph' in p else ''}"
             if p == "direct":
-                times[p].append(run_direct(spec, roots[p]))
+                wall, cpu = run_direct(spec, roots[p])
             else:
-                times[p].append(run_dagster(spec, roots[p], work, ephemeral="eph" in p))
-            print(f"pair {i}: {p} {times[p][-1]:.2f} s", file=sys.stderr, flush=True)
+                wall, cpu = run_dagster(spec, roots[p], work, ephemeral="eph" in p)
+            times[p].append(wall)
+            cpus[p].append(cpu)
+            print(f"pair {i}: {p} {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr, flush=True)
         for stage in COMPARED:
             first = rows(roots["direct"], stage)
             for p in paths:
@@ -155,12 +158,16 @@ def main() -> None:
         f"{args.threads} torch thread(s); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     print(f"demo round 0: {args.prompts} prompts x N={args.n}, size {args.size}; {args.pairs} pairs, alternating\n")
-    print("| path | seconds per pair | median s | / direct (median of pair ratios) |")
-    print("|---|---|---:|---:|")
+    print("| path | wall s per pair | median wall s | / direct, wall | CPU s per pair | median CPU s | / direct, CPU |")
+    print("|---|---|---:|---:|---|---:|---:|")
     for p in paths:
-        ratios = [a / b for a, b in zip(times[p], times["direct"], strict=True)]
-        each = ", ".join(f"{t:.2f}" for t in times[p])
-        print(f"| {p} | {each} | {statistics.median(times[p]):.2f} | {statistics.median(ratios):.3f}x |")
+        cells = []
+        for measured in (times, cpus):
+            ratios = [a / b for a, b in zip(measured[p], measured["direct"], strict=True)]
+            each = ", ".join(f"{t:.2f}" for t in measured[p])
+            cells += [each, f"{statistics.median(measured[p]):.2f}", f"{statistics.median(ratios):.3f}x"]
+        print("| " + " | ".join([p, *cells]) + " |")
+    print("\nRatios are medians of the per-pair ratios; CPU is the process's CPU time (all its threads).")
     print("\nSame rows (generations, verifications, filtered, checkpoint digest) on every path in every pair: yes")
 
 
