@@ -56,19 +56,42 @@ def targets() -> list[dg.AssetKey]:
     return [dg.AssetKey([NAME, "round_0", s]) for s in STAGES]
 
 
+class EventLogTimer:
+    """Counts the events a run stores and the wall seconds spent storing them (any event log storage)."""
+
+    def __init__(self) -> None:
+        self.events, self.seconds = 0, 0.0
+
+    def wrap(self, instance: dg.DagsterInstance) -> dg.DagsterInstance:
+        storage = instance.event_log_storage
+        store = storage.store_event
+
+        def timed(event: Any) -> None:
+            start = time.perf_counter()
+            store(event)
+            self.events, self.seconds = self.events + 1, self.seconds + time.perf_counter() - start
+
+        storage.store_event = timed  # type: ignore[method-assign]
+        return instance
+
+
+EVENT_LOG: dict[str, EventLogTimer] = {}
+
+
 def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -> tuple[float, float]:
     EngineResource().release()
+    timer = EVENT_LOG.setdefault("dagster (ephemeral)" if ephemeral else "dagster", EventLogTimer())
     start, cpu = time.perf_counter(), time.process_time()
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     selection = {*targets(), dg.AssetKey([NAME, "prompts"]), dg.AssetKey([NAME, "base_model"])}
     job = job.get_subset(asset_selection=selection)
     config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # as `selfimprove demo` (runs.py)
     if ephemeral:
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=config)
+        result = job.execute_in_process(instance=timer.wrap(dg.DagsterInstance.ephemeral()), run_config=config)
     else:
         home = Path(tempfile.mkdtemp(dir=work, prefix="dagster_home"))
         with dg.DagsterInstance.local_temp(str(home)) as instance:
-            result = job.execute_in_process(instance=instance, run_config=config)
+            result = job.execute_in_process(instance=timer.wrap(instance), run_config=config)
     assert result.success
     EngineResource().release()
     return time.perf_counter() - start, time.process_time() - cpu
@@ -168,6 +191,11 @@ def main() -> None:
             cells += [each, f"{statistics.median(measured[p]):.2f}", f"{statistics.median(ratios):.3f}x"]
         print("| " + " | ".join([p, *cells]) + " |")
     print("\nRatios are medians of the per-pair ratios; CPU is the process's CPU time (all its threads).")
+    for p, timer in EVENT_LOG.items():
+        print(
+            f"{p}: {timer.events / args.pairs:.0f} events stored per run, "
+            f"{timer.seconds / args.pairs:.2f} s per run in the event log's store_event (wall)"
+        )
     print("\nSame rows (generations, verifications, filtered, checkpoint digest) on every path in every pair: yes")
 
 
