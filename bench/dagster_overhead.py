@@ -1,20 +1,23 @@
 """Dagster overhead of a demo round, side by side in one run.
 
-    .venv/bin/python bench/dagster_overhead.py [--size default] [--prompts 96] [--n 8] [--pairs 3] [--threads 1]
+    .venv/bin/python bench/dagster_overhead.py [--size default] [--prompts 96] [--n 8] [--pairs 3] [--compare]
 
 Each pair runs round 0 of the demo experiment (prompts, base model, generations, verifications,
 filtered, gap, checkpoint) twice from an empty warehouse and a fresh SELFIMPROVE_HOME:
 
-- **dagster**: `execute_in_process` of that asset selection on a persistent instance (a fresh
-  DAGSTER_HOME with the sqlite event log, as `selfimprove demo` runs), timed from building the
-  definitions to the end of the run; `--ephemeral` adds a third path on an in-memory instance.
+- **dagster**: `execute_in_process` of that asset selection on the project's persistent instance (a
+  DAGSTER_HOME with the project's dagster.yaml, created by an untimed warm-up run, as `selfimprove demo`
+  reuses the project's), timed from building the definitions and opening the instance to the end of
+  the run. `--compare` adds the same with Dagster's default sqlite event log, and an in-memory instance.
 - **direct**: the same asset functions, invoked directly in dependency order (Dagster's direct
   invocation: the asset body with its resources, no run, no event log, no steps) and each table
   written to the warehouse as the IO manager writes it. Asset checks are not run on this path, so the
   ratio charges the checks' own work to Dagster as well.
 
 The order alternates within pairs. Every pair checks that both paths gave the same rows (every column
-but paths) and the same LoRA weight digest. Prints a Markdown table with the machine, load and date.
+but paths) and the same LoRA weight digest. Prints a Markdown table (wall and CPU time: on a shared
+machine the CPU time is the steadier cost), the events each run stored and the time spent storing them,
+with the machine, load and date.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import torch  # noqa: E402
 from caching import NAME, Home, demo_spec  # noqa: E402
 
 from selfimprove.definitions import build_definitions  # noqa: E402
+from selfimprove.instance import dagster_yaml  # noqa: E402
 from selfimprove.pipelines.factory import build_experiment  # noqa: E402
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.io_manager import WarehouseResource, partition_of  # noqa: E402
@@ -78,20 +82,31 @@ class EventLogTimer:
 EVENT_LOG: dict[str, EventLogTimer] = {}
 
 
-def run_dagster(spec: ExperimentSpec, root: Path, work: Path, ephemeral: bool) -> tuple[float, float]:
+# the Dagster paths: the project's instance (its dagster.yaml, as `selfimprove demo`), the same home with
+# Dagster's default sqlite event log, and an in-memory instance
+DAGSTER_PATHS = {
+    "dagster": "project",
+    "dagster (Dagster's default event log)": "telemetry:\n  enabled: false\n",
+    "dagster (ephemeral)": None,
+}
+
+
+def run_dagster(spec: ExperimentSpec, root: Path, work: Path, path: str) -> tuple[float, float]:
     EngineResource().release()
-    timer = EVENT_LOG.setdefault("dagster (ephemeral)" if ephemeral else "dagster", EventLogTimer())
+    timer = EVENT_LOG.setdefault(path, EventLogTimer())
+    yaml = DAGSTER_PATHS[path]
+    home = work / f"dagster_home_{list(DAGSTER_PATHS).index(path)}"
+    if yaml is not None and not home.exists():  # one DAGSTER_HOME per path for every run, as a user's
+        home.mkdir()
+        (home / "dagster.yaml").write_text(dagster_yaml(home) if yaml == "project" else yaml)
+    os.environ["DAGSTER_HOME"] = str(home)
     start, cpu = time.perf_counter(), time.process_time()
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     selection = {*targets(), dg.AssetKey([NAME, "prompts"]), dg.AssetKey([NAME, "base_model"])}
     job = job.get_subset(asset_selection=selection)
     config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # as `selfimprove demo` (runs.py)
-    if ephemeral:
-        result = job.execute_in_process(instance=timer.wrap(dg.DagsterInstance.ephemeral()), run_config=config)
-    else:
-        home = Path(tempfile.mkdtemp(dir=work, prefix="dagster_home"))
-        with dg.DagsterInstance.local_temp(str(home)) as instance:
-            result = job.execute_in_process(instance=timer.wrap(instance), run_config=config)
+    with dg.DagsterInstance.ephemeral() if yaml is None else dg.DagsterInstance.from_config(str(home)) as instance:
+        result = job.execute_in_process(instance=timer.wrap(instance), run_config=config)
     assert result.success
     EngineResource().release()
     return time.perf_counter() - start, time.process_time() - cpu
@@ -145,7 +160,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--ephemeral", action="store_true", help="also time Dagster on an in-memory instance")
+    ap.add_argument(
+        "--compare", action="store_true", help="also time Dagster's default event log and an in-memory instance"
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -153,20 +170,25 @@ def main() -> None:
     spec = demo_spec(args.size, args.prompts, args.n)
     work = Path(tempfile.mkdtemp(prefix="dagster_overhead_"))
     homes = Home(work, ensure_pretrained(args.size, work / "cache"), args.size)
-    paths = ["dagster", "direct", *(["dagster (ephemeral)"] if args.ephemeral else [])]
+    paths = ["dagster", "direct", *([p for p in DAGSTER_PATHS if p != "dagster"] if args.compare else [])]
     times: dict[str, list[float]] = {p: [] for p in paths}
     cpus: dict[str, list[float]] = {p: [] for p in paths}
     homes.fresh()
     run_direct(spec, work / "wh_warmup")  # untimed: imports (transformers, peft) and first-call costs
+    for p in paths:  # untimed: creates each DAGSTER_HOME (a user's exists already)
+        if p != "direct":
+            homes.fresh()
+            run_dagster(spec, work / f"wh_warmup_{paths.index(p)}", work, p)
+    EVENT_LOG.clear()
     for i in range(args.pairs):
         roots = {}
         for p in paths if i % 2 == 0 else paths[::-1]:
             homes.fresh()
-            roots[p] = work / f"wh_{p.split()[0]}_{i}{'e' if 'eph' in p else ''}"
+            roots[p] = work / f"wh_{paths.index(p)}_{i}"
             if p == "direct":
                 wall, cpu = run_direct(spec, roots[p])
             else:
-                wall, cpu = run_dagster(spec, roots[p], work, ephemeral="eph" in p)
+                wall, cpu = run_dagster(spec, roots[p], work, p)
             times[p].append(wall)
             cpus[p].append(cpu)
             print(f"pair {i}: {p} {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr, flush=True)

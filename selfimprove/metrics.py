@@ -193,12 +193,9 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile CI from resampling prompts with replacement (a drawn prompt brings all its samples).
 
-    `statistic(idx)` gets a (B, G) matrix, one resample per row: G drawn prompt positions (indices into
-    the first-appearance order of `factorize(prompt_ids)`, with repeats); it returns the B statistics
-    (index per-prompt arrays with it and reduce along axis 1). Resamples come in blocks of at most
-    `BOOTSTRAP_BLOCK` positions, drawn in order from one generator, so the draws do not depend on the
-    block size. NaN statistics are ignored; deterministic for a given `seed`.
-    """
+    `statistic(idx)` gets a (B, G) matrix, one resample per row of G prompt positions (into the order of
+    `factorize(prompt_ids)`), and returns the B statistics. Blocks of resamples are drawn in order from
+    one generator, so the draws do not depend on `BOOTSTRAP_BLOCK`. NaN statistics are ignored."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, uniq = factorize(prompt_ids)
@@ -211,8 +208,7 @@ def bootstrap_ci(
     stats = np.concatenate([np.asarray(statistic(idx), dtype=float).reshape(len(idx)) for idx in blocks])
     if np.isnan(stats).all():
         return math.nan, math.nan
-    lo, hi = np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(lo), float(hi)
+    return tuple(float(q) for q in np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0]))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
