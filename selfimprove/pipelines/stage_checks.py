@@ -56,7 +56,7 @@ def greedy_change(now: pa.Table, before: pa.Table, n_boot: int, seed: int) -> tu
     if not ids:
         return float("nan"), float("nan"), float("nan")
     d = np.array([a[p] - b[p] for p in ids])
-    lo, hi = metrics.bootstrap_ci(ids, lambda idx: float(d[idx].mean()), n_boot=n_boot, seed=seed)
+    lo, hi = metrics.bootstrap_ci(ids, lambda idx: d[idx].mean(axis=1), n_boot=n_boot, seed=seed)
     return float(d.mean()), lo, hi
 
 
