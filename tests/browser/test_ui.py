@@ -165,10 +165,17 @@ def test_lineage_shows_the_demo_groups(ui: str, browser: object) -> None:
         "demo groups in lineage",
         lambda: {"demo", "demo_round_0", "demo_round_2"} <= set(text(browser).split()),
     )
-    shot(browser, "01-lineage")
+    shot(browser, "00-lineage")
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     (ARTIFACTS / "console.txt").write_text("\n".join(errors))
     assert not [e for e in errors if "Expected a definition" in e], errors
+
+
+def test_a_round_group_shows_its_stages(ui: str, browser: object) -> None:
+    browser.get(f"{ui}/locations/{LOCATION}/asset-groups/demo_round_1")
+    stages = {"generations", "verifications", "filtered", "gap", "checkpoint"}
+    wait_for(browser, "round 1's stages in its group", lambda: stages <= set(text(browser).split()))
+    shot(browser, "01-round-group")
 
 
 def test_cli_run_is_in_the_jobs_runs_tab(ui: str, browser: object, demo_run: str) -> None:
@@ -212,6 +219,8 @@ def test_report_shows_plots(ui: str, browser: object) -> None:
     browser.get(f"{ui}/assets/demo/report")
     wait_for(browser, "the inline chart on the report", lambda: image_loaded(browser, "data:image/svg+xml"))
     assert "None" not in text(browser).split()
+    row = browser.find_element("xpath", "//tr[.//*[normalize-space()='heldout_and_gap_by_round']]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
     shot(browser, "04-report")
     click(browser, "the accuracy_gap figure's link", "//tr[.//*[normalize-space()='plot_accuracy_gap']]//a")
     wait_for(browser, "the accuracy_gap figure", lambda: image_loaded(browser, "data:image/png"))
