@@ -102,6 +102,27 @@ def test_chat_prompts_use_the_template() -> None:
     assert book.mc_verdicts == ("Correct", "Incorrect")
 
 
+def test_verdict_first_chat_prefills_the_marker_and_parses_the_continuation() -> None:
+    book = NaturalPrompts("math", "chat_verdict_first", tokenizer=ChatTokenizerDouble())
+    cot = book.prompt("cot_binary", CAND)
+    assert cot.startswith("<|user|>Question: What is 2 + 3?") and cot.endswith("<|assistant|>Verdict:")
+    assert "Reply with 'Verdict: Correct' or 'Verdict: Incorrect' first" in cot
+    assert book.prompt("cot_score", CAND).endswith("<|assistant|>Score:")
+    assert book.prompt("tournament", CAND, CAND).endswith("<|assistant|>Winner:")
+    assert book.prompt("mc", CAND).endswith("Verdict:<|assistant|>")  # MC as in chat style
+    assert book.mc_verdicts == ("Correct", "Incorrect")
+    # SmolLM2-135M's continuations after the marker (docs/results.md §6): the next token is the verdict
+    assert book.parse("cot_binary", " Correct\nThe proposed answer is correct,") == 1.0
+    assert book.parse("cot_binary", " Incorrect. The correct answer is 9.") == 0.0
+    assert book.parse("cot_score", " 10\n\nThe") == 1.0
+    assert book.parse("tournament", " A\n\nThe answer is 3") == 0.0
+    assert book.parse("cot_score", " N: 10") is None  # the strict parser is unchanged
+    # the same continuation in plain chat style has no marker in front of it
+    assert NaturalPrompts("math", "chat", tokenizer=ChatTokenizerDouble()).parse("cot_score", " 10") is None
+    with pytest.raises(ValueError, match="chat_verdict_first-style verification needs the verifier's tokenizer"):
+        NaturalPrompts("math", "chat_verdict_first")
+
+
 def test_unparseable_output_policies() -> None:
     rows = [
         {"sample_id": "a", "method": "cot_binary", "ok": True, "score": 1.0},
