@@ -31,10 +31,10 @@ SCORE_EXAMPLE = (
 # name -> (style, template overrides, max_new_tokens)
 FORMATS: dict[str, tuple[str, dict[str, str], int]] = {
     "chat": ("chat", {}, 48),  # check step by step, then the verdict
-    "chat, verdict asked first": ("chat", dict(VERDICT_FIRST), 16),  # no pre-filled marker
-    "chat, marker pre-filled": ("chat_verdict_first", dict(TEMPLATES), 8),  # the step-by-step instruction
+    "ask_first": ("chat", dict(VERDICT_FIRST), 16),  # the verdict asked first, no pre-filled marker
+    "prefill_only": ("chat_verdict_first", dict(TEMPLATES), 8),  # the step-by-step instruction, marker pre-filled
     "chat_verdict_first": ("chat_verdict_first", {}, 8),  # the shipped style
-    "chat_verdict_first, score example": ("chat_verdict_first", {"cot_score": SCORE_EXAMPLE}, 8),
+    "score_example": ("chat_verdict_first", {"cot_score": SCORE_EXAMPLE}, 8),  # CoT-Score with 'Score: 3' shown
 }
 METHODS = ["cot_binary", "cot_score", "tournament"]
 
@@ -60,7 +60,7 @@ def main() -> None:
         style, templates, tokens = FORMATS[name]
         spec = VerificationSpec(style=style, templates=templates, max_new_tokens=tokens, temperature=0.0)
         for method in METHODS:
-            if method == "cot_score" or name != "chat_verdict_first, score example":
+            if method == "cot_score" or name != "score_example":
                 t = time.perf_counter()
                 vrows = verify(method, engine, cands, spec, seed=0)
                 s = np.asarray(sample_scores(vrows, ids, method, "neutral"))
