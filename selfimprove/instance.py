@@ -10,6 +10,7 @@ live run waits for the pool, which also logs at INFO who holds the slot.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -30,9 +31,17 @@ POOL_LIMIT = 1
 HOST_TAG, PID_TAG, START_TAG = "selfimprove/host", "selfimprove/pid", "selfimprove/pid_start"
 WATCH_SECONDS = 5.0
 
-DAGSTER_YAML = """\
-# Written by selfimprove (selfimprove/instance.py): model-heavy assets share the "model" pool, one
-# step at a time; slots of runs that ended are freed.
+WRITTEN_BY = "# Written by selfimprove (selfimprove/instance.py)"
+
+
+def dagster_yaml(home: Path) -> str:
+    """The project's dagster.yaml for `home`: the `model` pool, run monitoring, and the event log storage
+    without an fsync per event (selfimprove/event_log.py), in Dagster's layout under `home`."""
+    return f"""\
+{WRITTEN_BY}, rewritten by it while this line stays (delete
+# the line to keep edits). Model-heavy assets share the "model" pool, one step at a time; slots of runs
+# that ended are freed. Run events are stored in Dagster's layout ({home}/history/runs) without an
+# fsync per event (docs/benchmarks.md, "Dagster overhead").
 concurrency:
   pools:
     default_limit: 1
@@ -41,16 +50,25 @@ run_monitoring:
   free_slots_after_run_end_seconds: 30
 telemetry:
   enabled: false
+event_log_storage:
+  module: selfimprove.event_log
+  class: EventLogStorage
+  config:
+    base_dir: {json.dumps(str(home / "history" / "runs"))}
 """
 
 
 def ensure_dagster_home() -> Path:
     """An absolute DAGSTER_HOME (default ./.dagster_home) with the project's dagster.yaml, so run history
-    persists and the `model` pool has its limit whichever command (demo, study, dev) runs first."""
+    persists and the `model` pool has its limit whichever command (demo, study, dev) runs first. A yaml
+    this project wrote for another place (a moved home) or an older version is rewritten."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    path, text = home / "dagster.yaml", dagster_yaml(home)
+    if not path.exists() or (path.read_text().startswith(WRITTEN_BY) and path.read_text() != text):
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+BOOTSTRAP_BLOCK = 1 << 20  # prompt positions drawn per block of resamples (8 MiB of indices)
 
 __all__ = [
     "GapResult",
@@ -185,17 +186,16 @@ def relative_gap(prompt_ids: ArrayLike, correct: ArrayLike, weights: ArrayLike) 
 
 def bootstrap_ci(
     prompt_ids: ArrayLike,
-    statistic: Callable[[IntArray], float],
+    statistic: Callable[[IntArray], FloatArray],
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile CI from resampling prompts with replacement (a drawn prompt brings all its samples).
 
-    `statistic(idx)` gets the G drawn prompt positions (indices into the first-appearance order of
-    `factorize(prompt_ids)`, with repeats) and returns a float; precompute per-prompt arrays and index
-    them for speed. NaN statistics are ignored; deterministic for a given `seed`.
-    """
+    `statistic(idx)` gets a (B, G) matrix, one resample per row of G prompt positions (into the order of
+    `factorize(prompt_ids)`), and returns the B statistics. Blocks of resamples are drawn in order from
+    one generator, so the draws do not depend on `BOOTSTRAP_BLOCK`. NaN statistics are ignored."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, uniq = factorize(prompt_ids)
@@ -203,11 +203,12 @@ def bootstrap_ci(
     if n_prompts == 0 or n_boot < 1:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    stats = np.array([statistic(rng.integers(0, n_prompts, n_prompts)) for _ in range(n_boot)], dtype=float)
+    rows = max(1, BOOTSTRAP_BLOCK // n_prompts)
+    blocks = [rng.integers(0, n_prompts, (min(rows, n_boot - b), n_prompts)) for b in range(0, n_boot, rows)]
+    stats = np.concatenate([np.asarray(statistic(idx), dtype=float).reshape(len(idx)) for idx in blocks])
     if np.isnan(stats).all():
         return math.nan, math.nan
-    lo, hi = np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(lo), float(hi)
+    return tuple(float(q) for q in np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0]))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -248,9 +249,10 @@ def gap_with_ci(
     rel0 = np.where(incl, rel, 0.0)
     incl_f = incl.astype(np.float64)
 
-    def rel_stat(idx: IntArray) -> float:
-        n = incl_f[idx].sum()
-        return float(rel0[idx].sum() / n) if n > 0 else math.nan
+    def rel_stat(idx: IntArray) -> FloatArray:
+        n = incl_f[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, rel0[idx].sum(axis=1) / n, math.nan)
 
     return GapResult(
         j_f=_nanmean(jx),
@@ -260,7 +262,7 @@ def gap_with_ci(
         n_prompts=int(jx.size),
         n_excluded=int((~incl).sum()),
         kept_fraction=_nanmean((w > 0).astype(np.float64)),
-        gap_ci=bootstrap_ci(prompt_ids, lambda idx: float(diff[idx].mean()), n_boot, seed, level),
+        gap_ci=bootstrap_ci(prompt_ids, lambda idx: diff[idx].mean(axis=1), n_boot, seed, level),
         relative_gap_ci=bootstrap_ci(prompt_ids, rel_stat, n_boot, seed, level),
     )
 

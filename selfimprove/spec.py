@@ -206,6 +206,7 @@ class DistillSpec(Strict):
     learning_rate: float = Field(2e-3, gt=0)
     epochs: Int = Field(2, gt=0, le=10_000)
     batch_size: Int = Field(32, gt=0, le=1 << 20)
+    group_by_length: bool = True  # batches of similar lengths (little padding); False: plain shuffled batches
     gradient_checkpointing: bool = False
     dtype: DType = "float32"
 

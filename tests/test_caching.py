@@ -199,15 +199,18 @@ def test_raising_n_computes_only_the_new_samples(first: tuple, tmp_path: Path, c
     old = gen8.filter(pc.less(gen8.column("sample_index"), 4))
     assert rows(old) == rows(gen4)  # the first 4 rows of every prompt, untouched
     # generation: only samples 4..7 of each prompt; cot_binary: K checks of each distinct check prompt of
-    # the new samples (samples with the same answer share one); tournament: every group changed (8
-    # players), so all its matches again
+    # the new samples that no old sample had (a check is cached by its verifier prompt); tournament: every
+    # group changed (8 players), so all its matches again
     tournament_matches = sum(1 for r in ver8.to_pylist() if r["method"] == "tournament" and r["raw"] != "bye") // 2
     new_ids = {r["sample_id"] for r in gen8.to_pylist() if r["sample_index"] >= 4}
     new_checks = {
         r["verifier_prompt"] for r in ver8.to_pylist() if r["method"] == "cot_binary" and r["sample_id"] in new_ids
     }
-    assert 0 < len(new_checks) <= N_PROMPTS * 4
-    assert counter["generated"] == N_PROMPTS * 4 + len(new_checks) * K + tournament_matches
+    old_checks = {r["verifier_prompt"] for r in ver4.to_pylist() if r["method"] == "cot_binary"}
+    assert 0 < len(new_checks) <= N_PROMPTS * 4 and new_checks & old_checks  # some new answers were checked before
+    assert counter["generated"] == N_PROMPTS * 4 + len(new_checks - old_checks) * K + tournament_matches
+    assert meta(result, VER, "checks_generated") == len(new_checks - old_checks) * K
+    assert meta(result, VER, "checks_reused") == len(new_checks & old_checks) * K
     assert counter["scored"] == N_PROMPTS * 4 * 2  # mc: both verdicts of the new samples only
     reused = N_PROMPTS * 4 * (1 + K + 1)  # mc, cot_binary, oracle rows of the old samples
     assert meta(result, VER, "reused_rows") == reused

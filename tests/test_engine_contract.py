@@ -135,6 +135,17 @@ def test_batch_invariance(engine: TransformersEngine) -> None:
     assert alone == mixed == _of_prompt(small, 1) == _of_prompt(single, 0)
 
 
+def test_shared_prefill_changes_no_sample(engine: TransformersEngine) -> None:
+    """The samples of one prompt share its prefill (one KV cache row copied to each sample): every row equals
+    the row with one prefill per sample, with a batch cut in the middle of a prompt's samples too."""
+    sampling = Sampling(temperature=1.0, max_new_tokens=32)
+    prompts = [OTHERS[0], PROMPT, OTHERS[1]]
+    shared = _with_batch_size(engine, 5).generate(prompts, 8, sampling, seed=5)
+    separate = _with_batch_size(engine, 5)
+    separate.share_prefill = False
+    assert [_key(g) for g in shared] == [_key(g) for g in separate.generate(prompts, 8, sampling, seed=5)]
+
+
 def test_n_invariance(engine: TransformersEngine) -> None:
     """Sample i is the same whatever n is, and first_sample continues a prompt's sample stream."""
     sampling = Sampling(temperature=1.0, max_new_tokens=32)

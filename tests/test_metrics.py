@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -168,20 +167,47 @@ def test_bootstrap_deterministic_and_contains_point() -> None:
 def test_bootstrap_ci_degenerate_and_custom_statistic() -> None:
     # every prompt has the same per-prompt value -> CI collapses to it
     values = np.array([0.25, 0.25, 0.25])
-    assert bootstrap_ci(["a", "b", "c"], lambda idx: float(values[idx].mean()), n_boot=50) == (0.25, 0.25)
-    # resampling draws prompt positions in [0, G)
+    assert bootstrap_ci(["a", "b", "c"], lambda idx: values[idx].mean(axis=1), n_boot=50) == (0.25, 0.25)
+    # resampling draws prompt positions in [0, G), one resample per row
     seen: list[np.ndarray] = []
-    bootstrap_ci(["a", "a", "b"], lambda idx: seen.append(idx) or 0.0, n_boot=20, seed=3)
-    assert all(s.shape == (2,) and s.min() >= 0 and s.max() <= 1 for s in seen)
+    bootstrap_ci(["a", "a", "b"], lambda idx: seen.append(idx) or np.zeros(len(idx)), n_boot=20, seed=3)
+    assert sum(len(s) for s in seen) == 20
+    assert all(s.shape[1] == 2 and s.min() >= 0 and s.max() <= 1 for s in seen)
 
 
-def test_bootstrap_speed() -> None:
+def _reference_ci(ids: np.ndarray, per_prompt: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """The percentile CI of the mean with one resample drawn at a time (the definition)."""
+    g = np.unique(ids).size
+    rng = np.random.default_rng(seed)
+    stats = [per_prompt[rng.integers(0, g, g)].mean() for _ in range(n_boot)]
+    lo, hi = np.nanquantile(stats, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+@pytest.mark.parametrize("block", [1 << 20, 7, 1])
+def test_bootstrap_ci_blocks_draw_the_resamples_one_at_a_time_would(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Resampling in blocks (vectorised) draws exactly the resamples a loop over single draws does, whatever
+    the block size: same CI bounds to the last bit, so earlier results stay reproducible."""
+    import selfimprove.metrics as m
+
+    monkeypatch.setattr(m, "BOOTSTRAP_BLOCK", block)
     rng = np.random.default_rng(0)
-    ids, correct = _random_case(rng, 500, 16)
+    ids = np.repeat(np.arange(37), 4)
+    per_prompt = rng.uniform(size=37)
+    got = bootstrap_ci(ids, lambda idx: per_prompt[idx].mean(axis=1), n_boot=333, seed=5)
+    assert got == _reference_ci(ids, per_prompt, 333, 5)
+
+
+def test_gap_ci_matches_the_per_resample_definition() -> None:
+    rng = np.random.default_rng(0)
+    ids, correct = _random_case(rng, 120, 8)
     w = quantile_filter(ids, rng.uniform(size=ids.size), 0.5)
-    start = time.perf_counter()
-    res = gap_with_ci(ids, correct, w, n_boot=1000, seed=0)
-    assert time.perf_counter() - start < 2.0  # two CIs x 1000 resamples; ~0.1 s unloaded
+    res = gap_with_ci(ids, correct, w, n_boot=400, seed=2)
+    jx = np.array([correct[ids == p].mean() for p in np.unique(ids)])
+    jwx = np.array([(correct * w)[ids == p].sum() / w[ids == p].sum() for p in np.unique(ids)])
+    assert res.gap_ci == pytest.approx(_reference_ci(ids, jwx - jx, 400, 2), abs=1e-12)
     assert res.gap_ci[0] <= res.gap <= res.gap_ci[1]
 
 

@@ -66,7 +66,7 @@ def per_prompt_pass_at(prompt_ids: Sequence[Hashable], correct: Sequence[Any], k
 
 
 def _mean_ci(values: np.ndarray, ids: list[Hashable], n_boot: int, seed: int) -> tuple[float, float]:
-    return metrics.bootstrap_ci(ids, lambda idx: float(values[idx].mean()), n_boot=n_boot, seed=seed)
+    return metrics.bootstrap_ci(ids, lambda idx: values[idx].mean(axis=1), n_boot=n_boot, seed=seed)
 
 
 def _change(

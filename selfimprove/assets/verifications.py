@@ -22,11 +22,12 @@ from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.models import resolve_model
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
 from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
-from selfimprove.resources.engine import Engine, map_units
+from selfimprove.resources.engine import Engine, Generation, map_units
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import VerificationSpec
 from selfimprove.verification import VERIFIERS, Candidate, verify
+from selfimprove.verification.checks import CheckedEngine, known_checks
 
 # 2: keys name the method and the verified sample; rows ordered by (candidate, index)
 # 3: a sample's key leaves out its grade (`correct`), which no model verifier sees (the oracle's key has it)
@@ -164,7 +165,7 @@ def _rows(
         for method in spec.methods
     }
     found: dict[str, list[tuple[int, int, Row]]] = {method: [] for method in spec.methods}
-    counts = {"reused": 0, "computed": 0}
+    counts = {"reused": 0, "computed": 0, "checks_generated": 0, "checks_reused": 0}
     # per shard: the cached rows it reuses, and per method the keys and candidates still to verify
     plans: list[tuple[list[Row], list[tuple[str, dict[tuple[int, int], str], list[Candidate]]]]] = []
     for s in range(len(shards)):
@@ -196,28 +197,60 @@ def _rows(
             shard_rows += fresh
         computed = sum(len(f) for f in fresh_by_method)
         if computed and save_shard is not None:
-            save_shard(s, pa.Table.from_pylist(shard_rows))
+            save_shard(s, pa.Table.from_pylist([_with_check_key(r) for r in shard_rows]))
         counts["computed"] += computed
         log.info("verification shard %d/%d: %d rows, %d computed", s + 1, len(shards), len(shard_rows), computed)
 
-    # a shard's verifications are one unit of work; one without a model method (the oracle alone) runs here
-    check = partial(_verify_unit, spec=spec, seed=seed, kind=kind)
+    # a shard's verifications are one unit of work; one without a model method (the oracle alone) runs here.
+    # Written checks are served by their verifier prompt's key: from earlier tables, and (in this process)
+    # from this run's earlier shards, since the units share `known`.
+    check = partial(_verify_unit, spec=spec, seed=seed, kind=kind, known=known_checks(pool.values()))
     todo_units = [[(method, subset) for method, _, subset in todo] for _, todo in plans]
     work = [s for s, unit in enumerate(todo_units) if any(VERIFIERS[m].needs_model for m, _ in unit)]
     for s in sorted(set(range(len(shards))) - set(work)):
-        finish(s, check(None, todo_units[s]))
-    for w, fresh in map_units(engine, check, [todo_units[s] for s in work]) if work else ():
-        finish(work[w], fresh)
-    rows = [r for method in spec.methods for _, _, r in sorted(found[method], key=lambda t: (t[0], t[1]))]
+        finish(s, _tally(counts, check(None, todo_units[s])))
+    for w, result in map_units(engine, check, [todo_units[s] for s in work]) if work else ():
+        finish(work[w], _tally(counts, result))
+    rows = [
+        _with_check_key(r) for method in spec.methods for _, _, r in sorted(found[method], key=lambda t: (t[0], t[1]))
+    ]
     return pa.Table.from_pylist(rows), {"rows": len(rows), **counts}
 
 
+def _with_check_key(row: Row) -> Row:
+    """The row with a `check_key` (null for unwritten methods and rows of tables that predate the column)."""
+    return {**row, "check_key": row.get("check_key")}
+
+
+def _tally(counts: dict[str, int], result: tuple[list[list[Row]], dict[str, int]]) -> list[list[Row]]:
+    """Adds a unit's check counts to `counts`; returns its rows."""
+    fresh, checks = result
+    for name, n in checks.items():
+        counts[name] += n
+    return fresh
+
+
 def _verify_unit(
-    engine: Engine | None, unit: list[tuple[str, list[Candidate]]], spec: VerificationSpec, seed: int, kind: str
-) -> list[list[Row]]:
-    """One shard's model verifications, method by method; module-level and picklable, so on the Ray backend it
-    runs on a worker with the worker's engine."""
-    return [verify(method, engine, subset, spec, seed, kind) for method, subset in unit]
+    engine: Engine | None,
+    unit: list[tuple[str, list[Candidate]]],
+    spec: VerificationSpec,
+    seed: int,
+    kind: str,
+    known: dict[str, Generation],
+) -> tuple[list[list[Row]], dict[str, int]]:
+    """One shard's model verifications, method by method, and the counts of written checks generated and
+    reused; module-level and picklable, so on the Ray backend it runs on a worker with the worker's engine
+    (and a copy of `known`)."""
+    checks = CheckedEngine(engine, engine.weight_digest, engine.engine_name, known) if engine is not None else None
+    out = []
+    for method, subset in unit:
+        written = checks is not None and VERIFIERS[method].written  # cached by verifier prompt
+        fresh = verify(method, checks if written else engine, subset, spec, seed, kind)
+        for row in fresh:
+            i = row["verification_index"]
+            row["check_key"] = checks.key(row["verifier_prompt"], i, spec.sampling(), seed) if written else None
+        out.append(fresh)
+    return out, {"checks_generated": checks.generated if checks else 0, "checks_reused": checks.reused if checks else 0}
 
 
 def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
@@ -281,6 +314,8 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             "verifier_digest": verifier,
             "reused_rows": stats["reused"],
             "computed_rows": stats["computed"],
+            "checks_generated": stats["checks_generated"],  # written checks the model wrote in this run
+            "checks_reused": stats["checks_reused"],  # written checks served by their verifier prompt's key
         }
         for method in spec.methods:
             ok = [r["ok"] for r in table.select(["method", "ok"]).to_pylist() if r["method"] == method]

@@ -35,6 +35,7 @@ class TransformersEngine:
         self.eos_id: int | None = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+        self.share_prefill = True  # the samples of one prompt share its prefill (False: one prefill per sample)
 
     @classmethod
     def from_path(
@@ -87,8 +88,9 @@ class TransformersEngine:
         b, steps = len(prompts), sampling.max_new_tokens
         # The prompt is run once per distinct prompt; its KV cache is then copied to each of its samples.
         distinct: dict[tuple[int, ...], int] = {}
-        expand = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts])
-        ids, mask = _left_pad([list(p) for p in distinct], self.pad_id)
+        keys = [tuple(p) for p in prompts] if self.share_prefill else [(r, *p) for r, p in enumerate(prompts)]
+        expand = torch.tensor([distinct.setdefault(k, len(distinct)) for k in keys])
+        ids, mask = _left_pad([list(prompts[keys.index(k)]) for k in distinct], self.pad_id)
         uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -40,5 +40,6 @@ def verify(
         return verifier.verify(engine, cands, spec, seed, None)
     if engine is None:
         raise ValueError(f"verification method {method!r} needs an engine")
-    book = prompt_book(spec.style, kind, getattr(engine, "tokenizer", None), spec.templates)
+    tokenizer = getattr(engine, "tokenizer", None) if spec.style == "chat" else None  # a lazy engine stays unloaded
+    book = prompt_book(spec.style, kind, tokenizer, spec.templates)
     return verifier.verify(engine, cands, spec, seed, book)

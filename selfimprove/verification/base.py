@@ -52,6 +52,7 @@ class Verifier:
     name: str
     verify: Method  # (engine, candidates, spec, seed, prompt book) -> rows
     repeated: bool = False  # k verifications per candidate (verification_index 0..k-1)
+    written: bool = False  # rows are written checks (sample i of the verifier prompt): cached by that prompt
     per_prompt: bool = False  # a prompt's candidates are verified together (one row per round)
     needs_model: bool = True  # False: rows come from the candidates alone (no engine, no prompt book)
     settings: tuple[str, ...] = ()  # VerificationSpec fields that only this method's rows depend on

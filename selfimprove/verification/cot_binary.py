@@ -20,4 +20,4 @@ def verify(
     return verify_sampled("cot_binary", engine, cands, spec, seed, book)
 
 
-VERIFIER = register(Verifier("cot_binary", verify, repeated=True))
+VERIFIER = register(Verifier("cot_binary", verify, repeated=True, written=True))

@@ -20,4 +20,4 @@ def verify(
     return verify_sampled("cot_score", engine, cands, spec, seed, book)
 
 
-VERIFIER = register(Verifier("cot_score", verify, repeated=True))
+VERIFIER = register(Verifier("cot_score", verify, repeated=True, written=True))

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from selfimprove.instance import DAGSTER_YAML, HOST_TAG, PID_TAG, POOL, START_TAG, ensure_dagster_home, process_tags
+from selfimprove.instance import HOST_TAG, PID_TAG, POOL, START_TAG, dagster_yaml, ensure_dagster_home, process_tags
 from tests.conftest import MICRO_SPEC
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def env(tmp_path: Path, micro_model: Path) -> dict[str, str]:
     (experiments / "deadrun.yaml").write_text(yaml.safe_dump(spec))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(dagster_yaml(home))
     dg.DagsterInstance.from_config(str(home)).dispose()  # create the SQLite storages before two processes open them
     return {
         **os.environ,
@@ -142,4 +142,4 @@ def test_every_command_gives_the_pool_its_limit(tmp_path: Path, monkeypatch: pyt
         assert inst.event_log_storage.get_concurrency_info(POOL).limit == 1
     fresh = tmp_path / "fresh"
     monkeypatch.setenv("DAGSTER_HOME", str(fresh))
-    assert ensure_dagster_home() == fresh and (fresh / "dagster.yaml").read_text() == DAGSTER_YAML
+    assert ensure_dagster_home() == fresh and (fresh / "dagster.yaml").read_text() == dagster_yaml(fresh)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from selfimprove.instance import DAGSTER_YAML, POOL
+from selfimprove.instance import POOL, dagster_yaml
 from selfimprove.resources.warehouse import Warehouse
 from tests.conftest import MICRO_SPEC
 
@@ -57,7 +57,7 @@ def setup_home(root: Path, micro_model: Path) -> dict[str, str]:
     (experiments / "faulty.yaml").write_text(yaml.safe_dump(SPEC))
     shutil.copytree(micro_model, home / "models" / "embedded" / micro_model.name)
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))
     dg.DagsterInstance.from_config(str(dagster_home)).dispose()  # create the SQLite storages once
     env = {k: v for k, v in os.environ.items() if k not in ("SELFIMPROVE_WAREHOUSE", "SELFIMPROVE_KILL_AT")}
     return {

@@ -32,6 +32,8 @@ def fit(
 ) -> list[float]:
     import torch
 
+    from selfimprove.resources.batching import length_batches, shuffled_batches
+
     encoded = [encode(tokenizer, ex) for ex in examples]
     weights = torch.tensor([ex.weight for ex in examples], dtype=torch.float32)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -39,11 +41,13 @@ def fit(
     order_gen = torch.Generator().manual_seed(seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     curve: list[float] = []
-    steps_per_epoch = (len(encoded) + spec.batch_size - 1) // spec.batch_size
+    lengths = [len(x) for x, _ in encoded]
     for epoch in range(spec.epochs):
-        order = torch.randperm(len(encoded), generator=order_gen).tolist()
-        for step in range(steps_per_epoch):
-            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+        if spec.group_by_length:
+            batches = length_batches(lengths, spec.batch_size, order_gen)
+        else:
+            batches = shuffled_batches(len(encoded), spec.batch_size, order_gen)
+        for batch in batches:
             width = max(len(encoded[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
