@@ -107,6 +107,7 @@ VERDICT_FIRST: dict[str, str] = {
     "correct? Reply with 'Winner: A' or 'Winner: B' first, then explain briefly.",
 }
 PREFILLS = {"cot_binary": "Verdict:", "cot_score": "Score:", "tournament": "Winner:"}
+CHAT_STYLES = ("chat", "chat_verdict_first")  # the styles that render through the verifier's chat template
 
 
 def _shot_output(method: str, ok: bool) -> str:
@@ -126,7 +127,7 @@ class NaturalPrompts:
     """
 
     def __init__(self, kind: str, style: str, tokenizer: Any = None, templates: dict[str, str] | None = None) -> None:
-        self.chat = style in ("chat", "chat_verdict_first")
+        self.chat = style in CHAT_STYLES
         if self.chat and tokenizer is None:
             raise ValueError(f"{style}-style verification needs the verifier's tokenizer")
         self.kind = kind if kind in SHOTS else "custom"
