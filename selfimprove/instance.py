@@ -97,7 +97,10 @@ def dev(argv: list[str]) -> int:
     prepare_instance()
     dagster = Path(sys.executable).with_name("dagster")
     args = [str(dagster), "dev", *(argv if "-w" in argv or "-m" in argv else ["-w", "workspace.yaml", *argv])]
-    os.execv(args[0], args)
+    # `dagster dev` warns that `dg dev` (dagster-dg-cli, not installed here) supersedes it: known, not news
+    quiet = "ignore:Function `dev_command` is superseded:FutureWarning"
+    env = {**os.environ, "PYTHONWARNINGS": ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)}
+    os.execve(args[0], args, env)
     return 1  # not reached
 
 

@@ -33,6 +33,17 @@ def md_table(
     return "\n".join(lines)
 
 
+def md_transposed(rows: Sequence[Row], columns: Sequence[str], by: str, *, float_format: str = ".3f") -> str:
+    """A wide table turned on its side, readable in a narrow panel: one line per column, one column per row
+    (headed `<by> <value>`)."""
+    head = ["", *(f"{by} {r.get(by)}" for r in rows)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in columns:
+        if c != by:
+            lines.append("| " + " | ".join([c, *(cell(r.get(c), float_format) for r in rows)]) + " |")
+    return "\n".join(lines)
+
+
 def ci(row: Row, key: str) -> str:
     """`value [lo, hi]` of `key` and its `key_lo` / `key_hi` bounds."""
     return f"{num(row.get(key)):.3f} [{num(row.get(key + '_lo')):.3f}, {num(row.get(key + '_hi')):.3f}]"

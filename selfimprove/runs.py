@@ -1,21 +1,69 @@
-"""Running a job of the code location from the command line: the project's DAGSTER_HOME, progress logs."""
+"""Running a job of the code location from the command line: the project's DAGSTER_HOME, progress logs.
+
+A CLI run is made like one the UI launches: it carries the code location's job origin (the location
+`dagster dev -w workspace.yaml` loads), so it shows in the job's Runs tab and the Overview timeline and
+re-executes from the UI as the same job version. It executes in this process (`execute_run` of a
+reconstructable job), so its logs stream to the terminal.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
-import warnings
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
+MODULE = "selfimprove.definitions"
+
+
+def location_origin() -> Any:
+    """The code location's origin as `dagster dev -w workspace.yaml` loads it."""
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    (origin,) = [o for o in location_origins_from_yaml_paths([str(WORKSPACE)])]
+    return origin
+
+
+def create_run(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    run_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[Any, Any]:
+    """A run of `job_name` with the workspace's code-location origin, ready for `execute_run`.
+
+    Returns (reconstructable job, run). The origin and job snapshot are those the UI sees, so the run
+    counts as this job's (repository label tag `__repository__@<location>`) and re-executes as the same version.
+    """
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.remote_origin import RemoteRepositoryOrigin
+
+    recon_repo = ReconstructableRepository.for_module(MODULE, "defs", working_directory=str(WORKSPACE.parent))
+    recon_job = recon_repo.get_reconstructable_job(job_name)
+    job_def = recon_job.get_definition()
+    repo_name = recon_repo.get_definition().name
+    remote_origin = RemoteRepositoryOrigin(location_origin(), repo_name).get_job_origin(job_name)
+    run = instance.create_run_for_job(
+        job_def=job_def,
+        run_config=run_config,
+        tags=tags,
+        remote_job_origin=remote_origin,
+        job_code_origin=recon_job.get_python_origin(),
+    )
+    return recon_job, run
+
 
 def run_job(job_name: str) -> bool:
-    """Run one job of the code location in-process, in the project's DAGSTER_HOME, with progress logs."""
+    """Run one job of the code location in this process, in the project's DAGSTER_HOME, with progress logs."""
+    from dagster._core.execution.api import execute_run
+
     from selfimprove.instance import prepare_instance, process_tags
 
     home = prepare_instance()
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # DataVersion on Output is beta in Dagster 1.13
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from selfimprove.definitions import defs
     from selfimprove.state import warehouse_root
@@ -30,21 +78,23 @@ def run_job(job_name: str) -> bool:
     print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
+        recon_job, run = create_run(
+            instance,
+            job_name,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags=process_tags(),  # so that a later run can tell this one dead if it is killed
         )
+        result = execute_run(recon_job, run, instance)
     if not result.success:
         for reason in failed_checks(result):
             print(reason, file=sys.stderr)
-        print(f"{job.name} failed; see the run in the Dagster UI (make dev)", file=sys.stderr)
+        print(f"{job.name} failed; see run {run.run_id} in the Dagster UI (make dev)", file=sys.stderr)
         return False
-    print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s")
+    print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s (run {run.run_id})")
     return True
 
 
-def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+def failed_checks(result: Any) -> list[str]:
     """One line per failed blocking (ERROR) asset check of a run: which check, on what, and why."""
     lines = []
     for ev in result.get_asset_check_evaluations():

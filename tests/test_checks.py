@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 
 from selfimprove.definitions import build_definitions
+from selfimprove.pipelines.stage_checks import greedy_change
 from selfimprove.resources.warehouse import Warehouse
 from tests.conftest import micro_spec
 
@@ -51,3 +53,14 @@ def test_unparseable_verifier_stops_distillation_with_the_reason(micro_model: Pa
     (line,) = failed_checks(result)
     assert line.startswith("check parse_failure_rate on micro/round_0/gap failed: round 0: 100% of cot_binary")
     assert "distillation stopped" in line
+
+
+def test_greedy_change_is_paired_over_the_shared_prompts() -> None:
+    def evals(correct: dict[str, bool]) -> pa.Table:
+        rows = [{"prompt_id": p, "mode": m, "correct": c} for p, c in correct.items() for m in ("greedy", "sampled")]
+        return pa.Table.from_pylist(rows)
+
+    before = evals({"p0": False, "p1": False, "p2": True, "p3": True, "gone": True})
+    change, lo, hi = greedy_change(evals({"p0": True, "p1": True, "p2": True, "p3": True}), before, 200, 0)
+    assert change == 0.5 and 0.0 <= lo <= 0.5 <= hi <= 1.0  # p0, p1 gained; "gone" is not in both
+    assert greedy_change(before, before, 200, 0) == (0.0, 0.0, 0.0)

@@ -111,7 +111,11 @@ MICRO_LINEAGE = {
     "micro/round_0/verifier_overlap": ["micro/round_0/generations", "micro/round_0/verifications"],
     "micro/round_0/calibration": ["micro/round_0/generations", "micro/round_0/verifications"],
     "micro/round_0/filtered": ["micro/round_0/generations", "micro/round_0/verifications"],
-    "micro/round_0/gap": ["micro/round_0/generations", "micro/round_0/verifications"],
+    "micro/round_0/gap": [
+        "micro/round_0/filtered",
+        "micro/round_0/generations",
+        "micro/round_0/verifications",
+    ],
     "micro/round_0/generations": ["micro/base_model", "micro/prompts"],
     "micro/round_0/verifications": ["micro/base_model", "micro/prompts", "micro/round_0/generations"],
     "micro/round_1/checkpoint": [
@@ -125,7 +129,11 @@ MICRO_LINEAGE = {
     "micro/round_1/verifier_overlap": ["micro/round_1/generations", "micro/round_1/verifications"],
     "micro/round_1/calibration": ["micro/round_1/generations", "micro/round_1/verifications"],
     "micro/round_1/filtered": ["micro/round_1/generations", "micro/round_1/verifications"],
-    "micro/round_1/gap": ["micro/round_1/generations", "micro/round_1/verifications"],
+    "micro/round_1/gap": [
+        "micro/round_1/filtered",
+        "micro/round_1/generations",
+        "micro/round_1/verifications",
+    ],
     "micro/round_1/generations": ["micro/prompts", "micro/round_0/checkpoint"],
     "micro/round_1/verifications": ["micro/prompts", "micro/round_0/checkpoint", "micro/round_1/generations"],
     "micro/round_2/eval": ["micro/prompts", "micro/round_1/checkpoint"],
@@ -140,6 +148,10 @@ MICRO_CHECKS = {
     "micro/round_1/gap:gap_positive",
     "micro/round_1/gap:parse_failure_rate",
     "micro/round_2/eval:heldout_not_worse",
+    "micro/round_0/generations:samples_complete",
+    "micro/round_1/generations:samples_complete",
+    "micro/round_0/verifications:every_sample_verified",
+    "micro/round_1/verifications:every_sample_verified",
 }
 
 

@@ -7,6 +7,8 @@ import base64
 import io
 import math
 import re
+import urllib.parse
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import dagster as dg
@@ -153,6 +155,31 @@ def test_report_metadata_embeds_the_plots_and_verdicts(materialized: tuple) -> N
         assert meta[f"plot_path_{f}"].value == wh.url(f"_artifacts/plots/experiment=micro/{f}.png")
     assert {"verdict_gap_shrinks", "verdict_pass_at_n_falls", "verdicts", "per_round"} <= set(meta)
     assert meta["verdict_pass_at_n_falls"].value in ("holds", "does not hold", "undecided")
+    chart = meta["heldout_and_gap_by_round"].value  # small enough for the UI to show it without a click
+    assert len(chart) < plots.MD_INLINE_LIMIT and "held-out" in urllib.parse.unquote(chart)
+
+
+def chart_svg(md: str) -> ET.Element:
+    m = re.fullmatch(r"!\[chart\]\(data:image/svg\+xml,([^ ()]+)\)", md)
+    assert m, md[:80]
+    return ET.fromstring(urllib.parse.unquote(m.group(1)))
+
+
+def test_md_chart_is_an_inline_svg_under_the_ui_limit() -> None:
+    svg = chart_svg(plots.md_chart({"held-out": [0.4, 0.5, None, 0.45], "gap": [0.2, 0.1, 0.05]}))
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = svg.findall(f"{ns}polyline")
+    assert [t.text for t in svg.findall(f"{ns}text")] == ["0.5", "0.05", "held-out", "gap"]  # range, then names
+    held = [float(v) for v in lines[0].get("points").split(",")]
+    assert len(held) == 6  # the None is skipped
+    ys = held[1::2]
+    assert ys[1] == min(ys) == 6  # the highest value at the top (SVG y grows downwards)
+    gap_ys = [float(v) for v in lines[1].get("points").split(",")][1::2]
+    assert gap_ys[-1] == 84  # the lowest value at the bottom
+    for n, k in ((500, 1), (12, 3), (300, 4), (2000, 4)):  # long series are thinned until they fit
+        md = plots.md_chart({f"s{i}": [math.sin(x / 7 + i) for x in range(n)] for i in range(k)})
+        assert len(md) < plots.MD_INLINE_LIMIT, (n, k)
+        chart_svg(md)
 
 
 # --------------------------------------------------------------------------- verdicts: hand cases

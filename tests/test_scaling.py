@@ -154,7 +154,7 @@ def test_module_defs_serve_the_study_and_iterate() -> None:
     from selfimprove.spec import load_spec
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"scaling/scaling/relative_gap", "scaling/scaling/cross_verification"} <= keys
+    assert {"scaling/relative_gap", "scaling/cross_verification"} <= keys
     assert {"scaling_xs/round_0/gap", "scaling_m/base_model", "scaling_xs_by_default/round_0/verifications"} <= keys
     assert "scaling_xs_by_default/round_0/generations" not in keys  # a cross cell reuses the generator's samples
     assert "scaling_xs/round_0/checkpoint" not in keys  # members are measurements
@@ -177,12 +177,16 @@ def test_member_that_is_a_top_level_experiment_is_reused(tmp_path: Path) -> None
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     expected = {f"solo/{s}" for s in ("base_model", "prompts", "round_0/generations", "round_0/verifications")}
     expected |= {f"solo/round_0/{s}" for s in ("gap", "threshold_sweep", "verifier_overlap", "calibration")}
-    expected |= {"scaling/t/relative_gap", "scaling/t/thresholds"}
+    expected |= {"solo/round_0/filtered"}  # the gap follows the experiment's filter stage
+    expected |= {"t/relative_gap", "t/thresholds"}
     assert selected == expected  # nothing past round 0's gap and its analyses
     with pytest.raises(SpecError, match="member solo differs"):
         build_definitions([parse_spec({**solo, "seed": 5})], root=str(tmp_path / "wh"), studies=[study])
     measured = build_definitions([], root=str(tmp_path / "wh"), studies=[study])  # alone: a measurement only
-    assert {k.to_user_string() for k in measured.resolve_asset_graph().get_all_asset_keys()} == selected
+    # alone, the member's gap uses its spec's filter: no filtered stage
+    assert {k.to_user_string() for k in measured.resolve_asset_graph().get_all_asset_keys()} == selected - {
+        "solo/round_0/filtered"
+    }
 
 
 # --------------------------------------------------------------------------- a micro study end to end
@@ -232,7 +236,7 @@ def test_study_job_materializes_measurements_only(micro_study: tuple) -> None:
         "cross_verification",
         "thresholds",
     }
-    assert "scaling/t/relative_gap" in events and "scaling/t/cross_verification" in events
+    assert "t/relative_gap" in events and "t/cross_verification" in events
     # a cross cell verifies the generator member's samples: no generations of its own
     assert "t_micro_by_micro_seed1/round_0/verifications" in events
     assert not wh.exists("generations", "t_micro_by_micro_seed1", 0)
@@ -273,7 +277,7 @@ def test_relative_gap_table(micro_study: tuple) -> None:
     assert fitted >= 1  # the oracle's relative gap is defined for every member
     png = Path(wh.url(rows[0]["plot"]))
     assert png.read_bytes().startswith(plots.PNG_MAGIC) and matplotlib.image.imread(png).ndim == 3
-    meta = events["scaling/t/relative_gap"].metadata
+    meta = events["t/relative_gap"].metadata
     assert meta["plot_relative_gap"].value.startswith("![relative_gap](data:image/png;base64,")
     assert meta["verdict_relative_gap_scales"].value in ("holds", "does not hold", "undecided")
     assert {"fits", "verdicts", "path", "plot_path_relative_gap"} <= set(meta)
@@ -297,7 +301,7 @@ def test_cross_verification_table(micro_study: tuple) -> None:
     )
     png = Path(wh.url(rows[0]["plot"]))
     assert matplotlib.image.imread(png).ndim == 3
-    assert events["scaling/t/cross_verification"].metadata["plot_cross_verification"].value.startswith("![")
+    assert events["t/cross_verification"].metadata["plot_cross_verification"].value.startswith("![")
 
 
 def test_thresholds_table(micro_study: tuple) -> None:
@@ -314,4 +318,4 @@ def test_thresholds_table(micro_study: tuple) -> None:
         assert r["paper_shape"] == ("interior peak" if r["verifier"] == "mc" else None)
     found = {(v["verifier"], v["axis"]): v for v in threshold_verdicts(rows)}
     assert found[("oracle", "alpha")]["paper_shape"] == ""
-    assert "verdicts" in events["scaling/t/thresholds"].metadata
+    assert "verdicts" in events["t/thresholds"].metadata

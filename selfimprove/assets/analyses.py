@@ -181,10 +181,8 @@ def verifier_overlap_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         where_c = _write_plot(warehouse, exp, f"round_{r}_calibration", png_c)
         pairs = pairs.append_column("plot", pa.array([where_o[0]] * pairs.num_rows, pa.string()))
         calib = calib.append_column("plot", pa.array([where_c[0]] * calib.num_rows, pa.string()))
-        o = _with_plot(output(pairs, None, ["verifier_a", "verifier_b", "pearson", "kappa"]), where_o, png_o, "overlap")
-        c = _with_plot(output(calib, None, ["verifier", "ece", "brier"]), where_c, png_c, "calibration")
-        return dg.Output(o.value, "verifier_overlap", metadata=o.metadata, data_version=o.data_version), dg.Output(
-            c.value, "calibration", metadata=c.metadata, data_version=c.data_version
-        )
+        o = output(pairs, None, ["verifier_a", "verifier_b", "pearson", "kappa"], "verifier_overlap")
+        c = output(calib, None, ["verifier", "ece", "brier"], "calibration")
+        return _with_plot(o, where_o, png_o, "overlap"), _with_plot(c, where_c, png_c, "calibration")
 
     return verifier_overlap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -91,10 +92,16 @@ def verdict_metadata(found: Sequence[Verdict]) -> dict[str, Any]:
 
 
 def output(
-    table: pa.Table, numbers: dict[str, float | int | str] | None = None, columns: list[str] | None = None
+    table: pa.Table,
+    numbers: dict[str, Any] | None = None,
+    columns: list[str] | None = None,
+    output_name: str = "result",
 ) -> dg.Output[pa.Table]:
-    """The asset's output: the table, a content-hash DataVersion, row count, preview, key numbers."""
+    """The asset's output (`output_name` of a multi-asset): the table, a content-hash DataVersion, row count,
+    preview, key numbers."""
     meta: dict[str, Any] = {"rows": table.num_rows, "preview": dg.MetadataValue.md(preview(table, columns))}
     for k, v in (numbers or {}).items():
         meta[k] = round(v, 6) if isinstance(v, float) else v
-    return dg.Output(table, metadata=meta, data_version=dg.DataVersion(table_digest(table)))
+    with warnings.catch_warnings():  # data_version on Output is beta in Dagster 1.13: one warning per asset, known
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(table, output_name, metadata=meta, data_version=dg.DataVersion(table_digest(table)))

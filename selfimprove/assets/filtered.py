@@ -1,30 +1,57 @@
 """The filtered asset: the samples that pass the verifier(s), with their training weights."""
 
+from enum import Enum
+from typing import get_args
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from selfimprove.assets.common import Experiment, output
+from selfimprove import filters
+from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import answer_classes, rule, selection
+from selfimprove.assets.variants import merge_variants, variant_key
+from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import FilterSpec
 
-CODE_VERSION = "2"  # 2: tie rule (filter.ties) and the majority filter
+CODE_VERSION = "3"  # 2: tie rule (filter.ties) and the majority filter; 3: filter variants side by side
+
+
+FilterKindChoice = Enum("FilterKindChoice", {k: k for k in filters.FILTERS})  # one launchpad choice per filter
+EnsembleChoice = Enum("EnsembleChoice", {k: k for k in get_args(FilterSpec.model_fields["ensemble"].annotation)})
+EmptyChoice = Enum("EmptyChoice", {k: k for k in get_args(FilterSpec.model_fields["empty"].annotation)})
+TiesChoice = Enum("TiesChoice", {k: k for k in get_args(FilterSpec.model_fields["ties"].annotation)})
 
 
 class FilterConfig(dg.Config):
-    """Run-config overrides of the experiment's filter; unset fields keep the spec's values."""
+    """Run-config overrides of the experiment's filter; unset fields keep the spec's values.
 
-    kind: str | None = None
-    alpha: float | None = None
-    tau: float | None = None
-    k: int | None = None
-    beta: float | None = None
-    ensemble: str | None = None
-    empty: str | None = None
-    ties: str | None = None
+    In the launchpad (materialize `filtered` with shift-click), e.g. `ops: {E__round_1__filtered: {config:
+    {kind: threshold, tau: 0.7}}}`. Each setting is a variant of its own in the warehouse (column `variant`).
+    """
+
+    kind: FilterKindChoice | None = Field(
+        None, description=f"Selection rule: {', '.join(filters.FILTERS)} (default: the spec's filter.kind)."
+    )
+    alpha: float | None = Field(None, gt=0, le=1, description="quantile: keep the top alpha of each prompt's samples.")
+    tau: float | None = Field(None, description="threshold: keep samples whose score is >= tau (one global cut).")
+    k: int | None = Field(None, gt=0, description="topk: keep each prompt's k highest-scored samples.")
+    beta: float | None = Field(None, gt=0, description="reweight: weight each sample by exp(score / beta).")
+    ensemble: EnsembleChoice | None = Field(
+        None,
+        description="Several verifiers: and = each verifier's filter must keep it; mean / rank = filter the "
+        "mean score / the mean within-prompt rank.",
+    )
+    empty: EmptyChoice | None = Field(
+        None, description="A prompt with nothing kept: skip it, or keep its best-scored sample."
+    )
+    ties: TiesChoice | None = Field(
+        None, description="quantile / topk: samples tied at the cut; keep them, or drop them when more than k reach it."
+    )
 
     def apply(self, base: FilterSpec) -> FilterSpec:
-        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        overrides = {k: getattr(v, "value", v) for k, v in self.model_dump().items() if v is not None}
         return FilterSpec.model_validate({**base.model_dump(), **overrides})
 
 
@@ -50,6 +77,7 @@ def filtered_rows(
 
 def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     spec = exp.spec
+    methods = spec.verification.methods
 
     @dg.asset(
         key=exp.key("filtered", r),
@@ -60,23 +88,33 @@ def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         group_name=exp.group(r),
         kinds={"parquet"},
         code_version=CODE_VERSION,
-        description=f"Round {r}: samples kept by {rule(spec.filter, spec.verification.methods)}, with weights.",
+        description=f"Round {r}: the samples the filter keeps, with weights. Spec filter: "
+        f"{rule(spec.filter, methods)}; a launchpad config (FilterConfig) overrides it, and each setting is a "
+        "row set of its own (column `variant`; the latest has `current`). Metadata `rule`: the filter used.",
     )
-    def filtered(config: FilterConfig, generations: pa.Table, verifications: pa.Table) -> dg.Output[pa.Table]:
+    def filtered(
+        config: FilterConfig, warehouse: WarehouseResource, generations: pa.Table, verifications: pa.Table
+    ) -> dg.Output[pa.Table]:
         f = config.apply(spec.filter)
         classes = answer_classes(exp.task, generations) if f.kind == "majority" else None
-        table = filtered_rows(
-            generations, verifications, spec.verification.methods, f, spec.verification.on_parse_failure, classes
-        )
+        table = filtered_rows(generations, verifications, methods, f, spec.verification.on_parse_failure, classes)
         correct = table.column("correct").to_pylist()
+        key = variant_key(f, methods)
+        table = table.append_column("filter_spec", pa.array([f.model_dump_json()] * table.num_rows, pa.string()))
+        wh = warehouse.get()
+        previous = wh.read("filtered", exp.name, r) if wh.exists("filtered", exp.name, r) else None
+        merged = merge_variants(previous, table, key, digest(table_digest(generations), table_digest(verifications)))
+        variants = sorted(set(merged.column("variant").to_pylist()))
         return output(
-            table,
+            merged,
             {
                 "kept_fraction": table.num_rows / max(1, generations.num_rows),
                 "kept_accuracy": sum(correct) / max(1, len(correct)),
-                "rule": rule(f, spec.verification.methods),
+                "rule": rule(f, methods),
+                "variant": key,
+                "variants": ", ".join(variants),
             },
-            ["sample_id", "completion", "correct", "score", "weight"],
+            ["variant", "sample_id", "completion", "correct", "score", "weight"],
         )
 
     return filtered

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from selfimprove import metrics
-from selfimprove.assets.common import Experiment, output
+from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
+from selfimprove.assets.variants import current, merge_variants, variant_key
+from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec
 
-CODE_VERSION = "2"  # 2: tie rule in the per-prompt filters, the majority-vote row
+CODE_VERSION = "3"  # 2: tie rule, the majority-vote row; 3: follows the filter used, variants side by side
 
 
-def filter_family(spec: ExperimentSpec) -> list[FilterSpec]:
-    """The configured filter first, then the other two families at the spec's parameters (majority aside)."""
-    first = [spec.filter.kind] if spec.filter.kind != "majority" else []
-    kinds = first + [k for k in ("quantile", "threshold", "topk") if k != spec.filter.kind]
-    return [spec.filter.model_copy(update={"kind": k}) for k in kinds]
+def filter_family(used: FilterSpec) -> list[FilterSpec]:
+    """The filter used first, then the other two families at its parameters (majority aside)."""
+    first = [used.kind] if used.kind != "majority" else []
+    kinds = first + [k for k in ("quantile", "threshold", "topk") if k != used.kind]
+    return [used.model_copy(update={"kind": k}) for k in kinds]
 
 
 def candidates(spec: ExperimentSpec) -> list[tuple[str, list[str]]]:
@@ -35,18 +38,24 @@ def candidates(spec: ExperimentSpec) -> list[tuple[str, list[str]]]:
 
 
 def gap_rows(
-    spec: ExperimentSpec, generations: pa.Table, verifications: pa.Table, classes: np.ndarray | None = None
+    spec: ExperimentSpec,
+    generations: pa.Table,
+    verifications: pa.Table,
+    classes: np.ndarray | None = None,
+    used: FilterSpec | None = None,
 ) -> pa.Table:
-    """One row per verifier x filter, plus the majority vote (`majority` x `majority`) when `classes` is given."""
+    """One row per verifier x filter, plus the majority vote (`majority` x `majority`) when `classes` is given;
+    `configured` marks the main verifier with the filter `used` (default: the spec's filter)."""
+    used = used or spec.filter
     prompt_ids = generations.column("prompt_id").to_pylist()
     correct = np.asarray(generations.column("correct").to_pylist(), dtype=float)
     methods = spec.verification.methods
     scores = method_scores(generations, verifications, methods, spec.verification.on_parse_failure)
     scores.setdefault("oracle", correct)
     ok_rate = {m: _parse_failure_rate(verifications, m) for m in methods}
-    settings = [(name, members, f) for name, members in candidates(spec) for f in filter_family(spec)]
+    settings = [(name, members, f) for name, members in candidates(spec) for f in filter_family(used)]
     if classes is not None:
-        settings.append((MAJORITY, [], spec.filter.model_copy(update={"kind": "majority"})))
+        settings.append((MAJORITY, [], used.model_copy(update={"kind": "majority"})))
     configured_name = ENSEMBLE if len(methods) > 1 else methods[0]
     rows = []
     for name, members, f in settings:
@@ -58,7 +67,7 @@ def gap_rows(
                 "verifier": name,
                 "filter": f.kind,
                 "rule": rule(f, members),
-                "configured": f == spec.filter and (name == configured_name or f.kind == "majority"),
+                "configured": f == used and (name == configured_name or f.kind == "majority"),
                 **res.columns(),
                 "auroc_within_prompt": auc,
                 "n_mixed_prompts": n_mixed,
@@ -75,25 +84,56 @@ def _parse_failure_rate(verifications: pa.Table, method: str) -> float:
 
 
 def headline(gap: pa.Table) -> dict[str, float]:
-    row = next(r for r in gap.to_pylist() if r["configured"])
+    """The main verifier's gap with the filter used by the latest materialization."""
+    row = configured_row(gap)
     keys = ("j_f", "j_fw", "gap", "gap_lo", "gap_hi", "relative_gap", "kept_fraction", "auroc_within_prompt")
     return {k: row[k] for k in keys}
 
 
-def gap_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
+def configured_row(gap: pa.Table) -> dict[str, Any]:
+    return next(r for r in gap.to_pylist() if r["configured"] and r.get("current", True))
+
+
+def used_filter(filtered: pa.Table, default: FilterSpec) -> FilterSpec:
+    """The filter setting of `filtered`'s latest materialization (`default` when it kept nothing)."""
+    rows = current(filtered)
+    if rows.num_rows == 0 or "filter_spec" not in rows.column_names:
+        return default
+    return FilterSpec.model_validate_json(rows.column("filter_spec")[0].as_py())
+
+
+def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.AssetsDefinition:
+    """Round r's gap; with `follow_filtered` it reads `filtered` and follows the filter that made it, else
+    (a study's measurement, which has no filtered stage) it uses the spec's filter."""
+    methods = exp.spec.verification.methods
+
     @dg.asset(
         key=exp.key("gap", r),
         ins={
             "generations": dg.AssetIn(exp.key("generations", r)),
             "verifications": dg.AssetIn(exp.key("verifications", r)),
-        },
+        }
+        | ({"filtered": dg.AssetIn(exp.key("filtered", r))} if follow_filtered else {}),
         group_name=exp.group(r),
         kinds={"parquet"},
         code_version=CODE_VERSION,
-        description=f"Round {r}: the generation-verification gap per verifier x filter, with bootstrap CIs.",
+        description=f"Round {r}: the generation-verification gap per verifier x filter family, with bootstrap CIs, "
+        "for the filter setting `filtered` was last materialized with (each setting a row set of its own, column "
+        "`variant`); `configured` marks the main verifier with that filter.",
     )
-    def gap(generations: pa.Table, verifications: pa.Table) -> dg.Output[pa.Table]:
-        table = gap_rows(exp.spec, generations, verifications, answer_classes(exp.task, generations))
-        return output(table, headline(table), ["verifier", "filter", "j_f", "j_fw", "gap", "relative_gap"])
+    def gap(warehouse: WarehouseResource, **tables: pa.Table) -> dg.Output[pa.Table]:
+        generations, verifications = tables["generations"], tables["verifications"]
+        used = used_filter(tables["filtered"], exp.spec.filter) if follow_filtered else exp.spec.filter
+        classes = answer_classes(exp.task, generations)
+        table = gap_rows(exp.spec, generations, verifications, classes, used)
+        inputs = digest(table_digest(generations), table_digest(verifications))
+        key = variant_key(used, methods)
+        wh = warehouse.get()
+        merged = merge_variants(
+            wh.read("gap", exp.name, r) if wh.exists("gap", exp.name, r) else None, table, key, inputs
+        )
+        meta: dict[str, Any] = {**headline(table), "rule": rule(used, methods), "variant": key}
+        cols = ["variant", "verifier", "filter", "j_f", "j_fw", "gap", "relative_gap"]
+        return output(merged, meta, cols)
 
     return gap

@@ -4,7 +4,9 @@ Rendering uses matplotlib's Agg canvas on a bare `Figure` (no pyplot, no global 
 is safe in any Dagster process. PNGs go to the warehouse under `_artifacts/plots/<kind>=<name>/`, a
 folder that is not a stage table (its name starts with `_`, so neither `Warehouse.stages()` nor the
 SQL catalog sees it), written atomically through the warehouse's fsspec filesystem. In the Dagster UI
-each figure is a markdown metadata entry with the PNG inlined as a base64 data URI.
+each figure is a markdown metadata entry with the PNG inlined as a base64 data URI; the UI shows such an
+entry behind "[Show Markdown]" when it is 1000 characters or more, so `md_chart` also draws a small inline
+SVG chart under that size, which the asset page shows as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 ARTIFACTS = "_artifacts/plots"
-DPI = 80
+DPI = 120  # 960 px wide for a 8-inch figure: readable in the UI
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -39,6 +42,46 @@ def artifact_path(kind: str, name: str, figure: str) -> str:
 def md_image(png: bytes, alt: str) -> str:
     """Markdown showing the PNG inline (a base64 data URI; Dagster's metadata markdown renders it)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+MD_INLINE_LIMIT = 1000  # Dagster's UI renders markdown metadata inline below this many characters
+_SVG_SAFE = "=',/:.-"  # left as they are in the SVG data URI (no spaces, parentheses or '#')
+
+
+def md_chart(series: Mapping[str, Sequence[float | None]], width: int = 320, height: int = 90) -> str:
+    """Markdown of a small line chart (an inline SVG data URI under MD_INLINE_LIMIT characters, so the asset
+    page shows it without a click): one line per series (up to 4 fit) over the same x (round, logged step), the y range,
+    each series' name at its last point. Long series are thinned until it fits; None and NaN are skipped."""
+    vals = [float(v) for ys in series.values() for v in ys if v is not None and not math.isnan(v)]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    for most in (40, 20, 10, 5, 2):
+        md = _svg_chart(series, lo, hi, most, width, height)
+        if len(md) < MD_INLINE_LIMIT:
+            break
+    return md
+
+
+def _svg_chart(
+    series: Mapping[str, Sequence[float | None]], lo: float, hi: float, most: int, width: int, height: int
+) -> str:
+    pad, left, right = 6, 30, 70
+    size = f"width='{width}' height='{height}' font-size='10' font-family='sans-serif'"
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' {size}>"]
+    parts.append(f"<text x='0' y='9'>{hi:.3g}</text><text x='0' y='{height - 1}'>{lo:.3g}</text>")
+    for i, (name, ys) in enumerate(series.items()):
+        step = max(1, math.ceil(len(ys) / most))
+        pts = [(x, float(y)) for x, y in enumerate(ys) if (x % step == 0 or x == len(ys) - 1) and y is not None]
+        sx = (width - right - left) / max(1, len(ys) - 1)
+        xy = [(left + x * sx, pad + (hi - y) / (hi - lo) * (height - 2 * pad)) for x, y in pts if not math.isnan(y)]
+        if not xy:
+            continue
+        color = _COLORS[i % len(_COLORS)]
+        coords = ",".join(f"{x:.0f},{y:.0f}" for x, y in xy)
+        parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{coords}'/>")
+        parts.append(f"<text x='{xy[-1][0] + 4:.0f}' y='{xy[-1][1] + 3:.0f}' fill='{color}'>{name}</text>")
+    svg = "".join(parts) + "</svg>"
+    return f"![chart](data:image/svg+xml,{urllib.parse.quote(svg, safe=_SVG_SAFE)})"
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
@@ -90,6 +133,15 @@ def accuracy_gap_figure(rows: Sequence[Row], title: str) -> bytes:
     for ax in (ax1, ax2):
         ax.set_xticks(rounds)
     fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def loss_figure(losses: Sequence[float], title: str) -> bytes:
+    """The training loss per logged step of one distillation."""
+    fig = _figure((5, 3))
+    ax = fig.subplots()
+    ax.plot(range(1, len(losses) + 1), losses, "o-", markersize=3)
+    ax.set(xlabel="logged step", ylabel="training loss", title=title)
     return _png(fig)
 
 

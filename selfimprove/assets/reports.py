@@ -22,9 +22,9 @@ from selfimprove import metrics, voting
 from selfimprove.assets import plots
 from selfimprove.assets.common import Experiment, output, verdict_metadata
 from selfimprove.assets.evals import accuracy
-from selfimprove.assets.gaps import headline
+from selfimprove.assets.gaps import configured_row, headline
 from selfimprove.assets.scoring import MAJORITY, answer_classes, method_scores
-from selfimprove.render import md_table
+from selfimprove.render import md_table, md_transposed
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.verdicts import verdicts
 
@@ -137,7 +137,7 @@ def report_rows(
         }
         if r < rounds:
             row.update(headline(gaps[r]))
-            configured = next(x for x in gaps[r].to_pylist() if x["configured"])
+            configured = configured_row(gaps[r])
             row["relative_gap_lo"] = configured["relative_gap_lo"]
             row["relative_gap_hi"] = configured["relative_gap_hi"]
             s, s0 = samples[r], samples[0]
@@ -262,8 +262,13 @@ def report_asset(exp: Experiment) -> dg.AssetsDefinition:
         urls = {f: wh.write_bytes(paths[f], png) for f, png in figures.items()}
         table = table.append_column("plots", pa.array([list(paths.values())] * table.num_rows, pa.list_(pa.string())))
         found = verdicts(table.to_pylist())
-        out = output(table)
-        out.metadata["per_round"] = dg.MetadataValue.md(markdown(table))
+        out = output(table, columns=["round", "eval_greedy", "eval_sampled", "j_f", "j_fw", "gap", "gap_lo", "gap_hi"])
+        scalar = [f.name for f in table.schema if f.name not in DETAIL_COLUMNS and not pa.types.is_list(f.type)]
+        out.metadata["per_round"] = dg.MetadataValue.md(md_transposed(table.to_pylist(), scalar, "round"))
+        by_round = {"held-out": table.column("eval_greedy").to_pylist(), "gap": table.column("gap").to_pylist()}
+        out.metadata["heldout_and_gap_by_round"] = dg.MetadataValue.md(plots.md_chart(by_round))
+        used = [configured_row(tables[f"gap_{r}"]).get("rule", "") for r in range(rounds)]
+        out.metadata["filters_used"] = "; ".join(f"round {r}: {u}" for r, u in enumerate(used))
         out.metadata.update(verdict_metadata(found))
         for f, png in figures.items():
             out.metadata[f"plot_{f}"] = dg.MetadataValue.md(plots.md_image(png, f))

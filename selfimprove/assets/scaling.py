@@ -26,7 +26,6 @@ from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.verdicts import verdicts
 
 CODE_VERSION = "1"
-PREFIX = "scaling"
 GAP_COLUMNS = (
     "verifier",
     "filter",
@@ -202,7 +201,7 @@ def relative_gap_asset(
     ins |= {f"base_model_{i}": dg.AssetIn(dg.AssetKey([r.name, "base_model"])) for i, r in enumerate(refs)}
 
     @dg.asset(
-        key=dg.AssetKey([PREFIX, study, "relative_gap"]),
+        key=dg.AssetKey([study, "relative_gap"]),
         ins=ins,
         group_name=f"study_{study}",
         kinds={"parquet"},
@@ -248,7 +247,7 @@ def cross_verification_asset(
     ins |= {f"base_model_{i}": dg.AssetIn(dg.AssetKey([c.name, "base_model"])) for i, c in enumerate(diagonal)}
 
     @dg.asset(
-        key=dg.AssetKey([PREFIX, study, "cross_verification"]),
+        key=dg.AssetKey([study, "cross_verification"]),
         ins=ins,
         group_name=f"study_{study}",
         kinds={"parquet"},

@@ -21,7 +21,7 @@ import pyarrow as pa
 from selfimprove import sweeps
 from selfimprove.assets import plots
 from selfimprove.assets.common import preview, table_digest
-from selfimprove.assets.scaling import PREFIX, MemberRef, write_study_table
+from selfimprove.assets.scaling import MemberRef, write_study_table
 from selfimprove.render import md_table
 from selfimprove.resources.io_manager import WarehouseResource
 
@@ -107,7 +107,7 @@ def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefiniti
     ins = {f"sweep_{i}": dg.AssetIn(dg.AssetKey([r.name, "round_0", "threshold_sweep"])) for i, r in enumerate(refs)}
 
     @dg.asset(
-        key=dg.AssetKey([PREFIX, study, "thresholds"]),
+        key=dg.AssetKey([study, "thresholds"]),
         ins=ins,
         group_name=f"study_{study}",
         kinds={"parquet"},

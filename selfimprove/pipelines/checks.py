@@ -1,11 +1,12 @@
-"""Asset checks of a round: a positive gap, parseable verifier output, a non-empty filter, no eval drop."""
+"""Asset checks of a round: a positive gap, parseable verifier output, a non-empty filter, plus the
+sampling stages' checks (pipelines/stage_checks.py)."""
 
 import dagster as dg
 import pyarrow as pa
 
 from selfimprove.assets.common import Experiment
-from selfimprove.assets.evals import accuracy
 from selfimprove.assets.gaps import headline
+from selfimprove.pipelines.stage_checks import stage_checks
 
 
 def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
@@ -16,14 +17,21 @@ def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
         asset=exp.key("gap", r),
         name="gap_positive",
         blocking=blocking,
-        description="The configured verifier and filter give a gap > 0; blocking stops this round's distillation.",
+        description="The main verifier with the filter used does not give a gap <= 0: fails when the gap's "
+        "prompt-bootstrap 95% CI lies at or below 0"
+        + (
+            "; blocking (gap.block_distill_if_gap_le_zero): a failure stops this round's distillation."
+            if blocking
+            else "; a warning only: set gap.block_distill_if_gap_le_zero to stop distillation when it fails."
+        ),
     )
     def gap_positive(gap: pa.Table) -> dg.AssetCheckResult:
         h = headline(gap)
         return dg.AssetCheckResult(
-            passed=bool(h["gap"] > 0),
+            passed=not h["gap_hi"] <= 0,  # a CI straddling 0 is not evidence of a non-positive gap
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata={"gap": h["gap"], "gap_lo": h["gap_lo"], "gap_hi": h["gap_hi"]},
+            description=f"gap {h['gap']:+.3f} [95% CI {h['gap_lo']:+.3f}, {h['gap_hi']:+.3f}]",
+            metadata={k: round(h[k], 4) for k in ("gap", "gap_lo", "gap_hi")},
         )
 
     @dg.asset_check(
@@ -62,16 +70,4 @@ def round_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
     def not_empty(filtered: pa.Table) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=filtered.num_rows > 0, metadata={"rows": filtered.num_rows})
 
-    @dg.asset_check(
-        asset=exp.key("eval", r + 1),
-        name="heldout_not_worse",
-        additional_ins={"previous": dg.AssetIn(exp.key("eval", r))},
-        description=f"Held-out greedy accuracy after round {r}'s distillation did not fall below its level before.",
-    )
-    def heldout_not_worse(eval_: pa.Table, previous: pa.Table) -> dg.AssetCheckResult:
-        now, before = accuracy(eval_, "greedy") or 0.0, accuracy(previous, "greedy") or 0.0
-        return dg.AssetCheckResult(
-            passed=now >= before, severity=dg.AssetCheckSeverity.WARN, metadata={"now": now, "before": before}
-        )
-
-    return [gap_positive, parse_failure, not_empty, heldout_not_worse]
+    return [gap_positive, parse_failure, not_empty, *stage_checks(exp, r)]

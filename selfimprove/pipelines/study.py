@@ -236,10 +236,10 @@ def measurement(exp: Experiment) -> tuple[list[dg.AssetsDefinition], list[dg.Ass
     """The assets up to round 0's gap (no distillation, no eval), the gap's checks and, for a member's own
     samples, round 0's threshold sweep and verifier overlap."""
     if isinstance(exp, CrossExperiment):
-        assets = [verifications_asset(exp, 0), gap_asset(exp, 0)]
+        assets = [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
     else:
         assets = [base_model_asset(exp), prompts_asset(exp), generations_asset(exp, 0)]
-        assets += [verifications_asset(exp, 0), gap_asset(exp, 0)]
+        assets += [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
         assets += [threshold_sweep_asset(exp, 0), verifier_overlap_asset(exp, 0)]
     return assets, _gap_checks(exp, {k for a in assets for k in a.keys})
 

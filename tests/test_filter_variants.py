@@ -1,0 +1,88 @@
+"""The filter stage's launchpad config is typed and described, and filter settings live side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from selfimprove.assets.filtered import FilterConfig
+from selfimprove.assets.variants import current, merge_variants, variant_key
+from selfimprove.definitions import build_definitions
+from selfimprove.resources.warehouse import Warehouse
+from selfimprove.spec import FilterSpec
+from selfimprove.sql import run_query
+from tests.conftest import micro_spec
+
+OP = "micro__round_0__filtered"
+
+
+def test_launchpad_refuses_an_unknown_filter_kind() -> None:
+    job = build_definitions([micro_spec(rounds=1)], root="/nonexistent").resolve_job_def("micro_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="bogus"):
+        dg.validate_run_config(job, {"ops": {OP: {"config": {"kind": "bogus"}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="tau"):  # a string where a number belongs
+        dg.validate_run_config(job, {"ops": {OP: {"config": {"kind": "threshold", "tau": "high"}}}})
+    with pytest.raises(ValidationError, match="alpha"):  # ranges: checked when the step starts (pydantic)
+        FilterConfig(alpha=2.0)
+    dg.validate_run_config(job, {"ops": {OP: {"config": {"kind": "threshold", "tau": 0.7}}}})
+
+
+def test_every_filter_field_is_described() -> None:
+    for name, field in FilterConfig.model_fields.items():
+        assert field.description and len(field.description) > 20, name
+
+
+def test_variant_keys_tell_settings_apart() -> None:
+    keys = {
+        variant_key(FilterSpec(kind="quantile", alpha=0.5), ["mc"]),
+        variant_key(FilterSpec(kind="quantile", alpha=0.25), ["mc"]),
+        variant_key(FilterSpec(kind="threshold", tau=0.7), ["mc"]),
+        variant_key(FilterSpec(kind="threshold", tau=0.7, empty="best"), ["mc"]),
+    }
+    assert keys == {"quantile_alpha0.5", "quantile_alpha0.25", "threshold_tau0.7", "threshold_tau0.7_empty-best"}
+
+
+@pytest.mark.slow
+def test_a_setting_that_keeps_nothing_leaves_the_other_settings_rows() -> None:
+    rows = pa.table({"sample_id": ["a", "b"], "score": [0.9, 0.4]})
+    quantile = merge_variants(None, rows, "quantile_alpha0.5", "in1")
+    merged = merge_variants(quantile, rows.slice(0, 0), "threshold_tau1", "in1")  # a filter that kept no sample
+    assert merged.column("variant").to_pylist() == ["quantile_alpha0.5"] * 2
+    assert merged.column("current").to_pylist() == [False, False]
+    assert current(merged).num_rows == 0  # the next stage reads the empty current setting
+    assert merge_variants(merged, rows.slice(0, 0), "threshold_tau1", "in2").num_rows == 0  # other inputs: gone
+
+
+def test_a_second_filter_setting_is_a_row_set_of_its_own(micro_model: Path, tmp_path: Path) -> None:
+    spec = micro_spec(rounds=1, gap={"bootstrap": 20})
+    defs = build_definitions([spec], root=str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("micro_job").execute_in_process(instance=instance).success
+    wh = Warehouse(str(tmp_path))
+    first = wh.read("filtered", "micro", 0)
+    assert set(first.column("variant").to_pylist()) == {"quantile_alpha0.5"}
+
+    # the filter stage and the gap alone, with another setting, as from the launchpad
+    stage = dg.AssetSelection.assets(
+        dg.AssetKey(["micro", "round_0", "filtered"]), dg.AssetKey(["micro", "round_0", "gap"])
+    )
+    job = dg.define_asset_job("filter_again", selection=stage)
+    defs2 = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    result = defs2.resolve_job_def("filter_again").execute_in_process(
+        instance=instance, run_config={"ops": {OP: {"config": {"kind": "topk", "k": 1}}}}
+    )
+    assert result.success
+    rows = run_query(
+        str(tmp_path),
+        "SELECT variant, bool_and(current) AS current, count(*) AS n FROM filtered GROUP BY variant ORDER BY variant",
+    ).to_pylist()
+    assert [(r["variant"], r["current"]) for r in rows] == [("quantile_alpha0.5", False), ("topk_k1", True)]
+    assert rows[0]["n"] == first.num_rows  # the first setting's rows are untouched
+    gap = run_query(str(tmp_path), "SELECT variant, filter FROM gap WHERE configured AND current").to_pylist()
+    assert gap == [{"variant": "topk_k1", "filter": "topk"}]  # the gap follows the filter used
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["rule"].value.startswith("mc: topk(k=1")
