@@ -168,8 +168,10 @@ class VerificationSpec(SamplingSpec):
     on_parse_failure: Literal["drop", "zero", "neutral"] = "neutral"
     verifier: ModelSpec | None = None  # cross-verification: another model verifies
     # prompt style: the embedded formats, few-shot natural language (base models) or a chat template;
-    # "auto" resolves to "embedded" for an embedded verifier and "fewshot" otherwise
-    style: Literal["auto", "embedded", "fewshot", "chat"] = "auto"
+    # chat_verdict_first: the chat template with the verdict asked first and the assistant turn pre-filled with
+    # its marker (small instruct models; verification/prompts.py); "auto" resolves to "embedded" for an
+    # embedded verifier and "fewshot" otherwise
+    style: Literal["auto", "embedded", "fewshot", "chat", "chat_verdict_first"] = "auto"
     templates: dict[str, str] = Field(default_factory=dict)  # per-method prompt overrides
 
 

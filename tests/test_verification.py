@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from selfimprove.assets.filtered import filtered_rows
-from selfimprove.spec import FilterSpec
-from selfimprove.verification import Candidate, sample_scores
+from selfimprove.resources.engine import Generation, Sampling
+from selfimprove.spec import FilterSpec, VerificationSpec
+from selfimprove.verification import Candidate, sample_scores, verify
 from selfimprove.verification.prompts import NaturalPrompts, parse_score, parse_verdict, parse_winner
 
 CAND = Candidate("s1", "p1", "What is 2 + 3?", "2 + 3 = 5. The answer is 5.", "5", True)
@@ -100,6 +101,45 @@ def test_chat_prompts_use_the_template() -> None:
     p = book.prompt("cot_binary", CAND)
     assert p.startswith("<|user|>Question: What is 2 + 3?") and p.endswith("<|assistant|>")
     assert book.mc_verdicts == ("Correct", "Incorrect")
+
+
+def test_verdict_first_chat_prefills_the_marker_and_parses_the_continuation() -> None:
+    book = NaturalPrompts("math", "chat_verdict_first", tokenizer=ChatTokenizerDouble())
+    cot = book.prompt("cot_binary", CAND)
+    assert cot.startswith("<|user|>Question: What is 2 + 3?") and cot.endswith("<|assistant|>Verdict:")
+    assert "Reply with 'Verdict: Correct' or 'Verdict: Incorrect' first" in cot
+    assert book.prompt("cot_score", CAND).endswith("<|assistant|>Score:")
+    assert book.prompt("tournament", CAND, CAND).endswith("<|assistant|>Winner:")
+    assert book.prompt("mc", CAND).endswith("Verdict:<|assistant|>")  # MC as in chat style
+    assert book.mc_verdicts == ("Correct", "Incorrect")
+    # SmolLM2-135M's continuations after the marker (docs/results.md §6): the next token is the verdict
+    assert book.parse("cot_binary", " Correct\nThe proposed answer is correct,") == 1.0
+    assert book.parse("cot_binary", " Incorrect. The correct answer is 9.") == 0.0
+    assert book.parse("cot_score", " 10\n\nThe") == 1.0
+    assert book.parse("tournament", " A\n\nThe answer is 3") == 0.0
+    assert book.parse("cot_score", " N: 10") is None  # the strict parser is unchanged
+    # the same continuation in plain chat style has no marker in front of it
+    assert NaturalPrompts("math", "chat", tokenizer=ChatTokenizerDouble()).parse("cot_score", " 10") is None
+    with pytest.raises(ValueError, match="chat_verdict_first-style verification needs the verifier's tokenizer"):
+        NaturalPrompts("math", "chat_verdict_first")
+
+
+class VerdictEngineDouble:
+    """A stand-in engine (no model needed): a chat tokenizer and a fixed continuation after any prompt."""
+
+    tokenizer = ChatTokenizerDouble()
+
+    def generate(self, prompts: list[str], n: int, sampling: Sampling, seed: int) -> list[Generation]:
+        return [Generation(i, j, " Incorrect. 2 + 3 is 5.", 4, "eos", 0) for i in range(len(prompts)) for j in range(n)]
+
+
+def test_verify_in_verdict_first_style_gets_the_tokenizer() -> None:
+    # verify() hands the engine's tokenizer to the chat styles only (a lazy engine stays unloaded otherwise);
+    # chat_verdict_first must get it too
+    spec = VerificationSpec(style="chat_verdict_first", max_new_tokens=8)
+    rows = verify("cot_binary", VerdictEngineDouble(), [CAND], spec, seed=0)
+    assert [(r["ok"], r["score"]) for r in rows] == [(True, 0.0)]
+    assert rows[0]["verifier_prompt"].endswith("<|assistant|>Verdict:")
 
 
 def test_unparseable_output_policies() -> None:

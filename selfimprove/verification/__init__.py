@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfimprove.verification import cot_binary, cot_score, mc, oracle, tournament  # noqa: F401  (registration)
 from selfimprove.verification.base import VERIFIERS, Candidate, Row, Verifier, register, sample_scores
-from selfimprove.verification.prompts import prompt_book
+from selfimprove.verification.prompts import CHAT_STYLES, prompt_book
 
 if TYPE_CHECKING:
     from selfimprove.resources.engine import Engine
@@ -40,6 +40,7 @@ def verify(
         return verifier.verify(engine, cands, spec, seed, None)
     if engine is None:
         raise ValueError(f"verification method {method!r} needs an engine")
-    tokenizer = getattr(engine, "tokenizer", None) if spec.style == "chat" else None  # a lazy engine stays unloaded
+    # only the chat styles need the tokenizer: a lazy engine stays unloaded otherwise
+    tokenizer = getattr(engine, "tokenizer", None) if spec.style in CHAT_STYLES else None
     book = prompt_book(spec.style, kind, tokenizer, spec.templates)
     return verifier.verify(engine, cands, spec, seed, book)

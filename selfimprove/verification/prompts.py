@@ -2,7 +2,10 @@
 
 `embedded` uses the formats the toy models were pretrained on (selfimprove.toy.formats). `fewshot`
 prompts a base model with two worked verifications per task kind (the paper's setting); `chat` wraps
-the same instruction in the tokenizer's chat template for instruct models. Any method's template can be
+the same instruction in the tokenizer's chat template for instruct models; `chat_verdict_first` asks for
+the verdict first and pre-fills the assistant turn with its marker ("Verdict:", "Score:", "Winner:"), so
+the next token is the verdict: the format for small instruct models, which never reach a verdict asked
+for at the end of a written check (docs/results.md §6). Any method's template can be
 overridden from the experiment YAML (`verification.templates`), with the placeholders {question},
 {response}, {answer} (and {response_a}, {response_b} for the tournament).
 Parsers never raise: they return None on output they cannot read.
@@ -94,6 +97,19 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+# chat_verdict_first: the verdict before the reasons, and the assistant turn opened with the verdict's marker
+VERDICT_FIRST: dict[str, str] = {
+    "cot_binary": "Question: {question}\nProposed answer: {response}\nIs the proposed answer correct? Reply with "
+    "'Verdict: Correct' or 'Verdict: Incorrect' first, then explain briefly.",
+    "cot_score": "Question: {question}\nProposed answer: {response}\nRate the proposed answer from 1 to 10, where 1 "
+    "means it is surely wrong and 10 means it is surely right. Reply with the score first, then explain briefly.",
+    "tournament": "Question: {question}\nResponse A: {response_a}\nResponse B: {response_b}\nWhich response is "
+    "correct? Reply with 'Winner: A' or 'Winner: B' first, then explain briefly.",
+}
+PREFILLS = {"cot_binary": "Verdict:", "cot_score": "Score:", "tournament": "Winner:"}
+CHAT_STYLES = ("chat", "chat_verdict_first")  # the styles that render through the verifier's chat template
+
+
 def _shot_output(method: str, ok: bool) -> str:
     if method == "mc":
         return " Correct" if ok else " Incorrect"
@@ -103,16 +119,24 @@ def _shot_output(method: str, ok: bool) -> str:
 
 
 class NaturalPrompts:
-    """Few-shot (base models) or chat-template (instruct models) verification prompts, task-kind aware."""
+    """Few-shot (base models) or chat-template (instruct models) verification prompts, task-kind aware.
+
+    In `chat_verdict_first` style a written check's prompt ends with the assistant turn pre-filled with
+    the method's marker (`PREFILLS`); the generated text continues it and is parsed with the marker
+    in front, so the row's `raw` is what the model wrote after the prompt.
+    """
 
     def __init__(self, kind: str, style: str, tokenizer: Any = None, templates: dict[str, str] | None = None) -> None:
-        if style == "chat" and tokenizer is None:
-            raise ValueError("chat-style verification needs the verifier's tokenizer")
+        self.chat = style in CHAT_STYLES
+        if self.chat and tokenizer is None:
+            raise ValueError(f"{style}-style verification needs the verifier's tokenizer")
         self.kind = kind if kind in SHOTS else "custom"
         self.style = style
         self.tokenizer = tokenizer
-        self.templates = {**TEMPLATES, **(templates or {})}
-        self.mc_verdicts = ("Correct", "Incorrect") if style == "chat" else (" Correct", " Incorrect")
+        self.prefills = PREFILLS if style == "chat_verdict_first" else {}
+        first = VERDICT_FIRST if style == "chat_verdict_first" else {}
+        self.templates = {**TEMPLATES, **first, **(templates or {})}
+        self.mc_verdicts = ("Correct", "Incorrect") if self.chat else (" Correct", " Incorrect")
 
     def _fill(self, method: str, question: str, response: str, answer: str | None, response_b: str = "") -> str:
         return self.templates[method].format(
@@ -123,15 +147,17 @@ class NaturalPrompts:
         body = self._fill(
             method, cand.question, cand.completion.strip(), cand.answer, other.completion.strip() if other else ""
         )
-        if self.style == "chat":
+        if self.chat:
             messages = [{"role": "user", "content": body}]
-            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            opened = str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            return opened + self.prefills.get(method, "")
         if method == "tournament":
             return body
         shots = [self._fill(method, q, r, None) + _shot_output(method, ok) for q, r, ok in SHOTS[self.kind]]
         return "\n\n".join([*shots, body])
 
     def parse(self, method: str, text: str) -> float | None:
+        text = self.prefills.get(method, "") + text
         if method == "cot_binary":
             return parse_verdict(text)
         if method == "cot_score":

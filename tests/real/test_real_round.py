@@ -32,13 +32,18 @@ def real_spec(name: str, **model: Any) -> ExperimentSpec:
                 "eval_prompts": 2,
             },
             "generation": {"n": 4, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 40, "shard_prompts": 3},
-            "verification": {"methods": METHODS, "style": "chat", "max_new_tokens": 48, "tournament_rounds": 1},
+            # verdict first, the assistant turn pre-filled with the marker: the chat format that parses on this
+            # model (docs/results.md §6; in plain chat style it never reaches a verdict)
+            "verification": {
+                "methods": METHODS,
+                "style": "chat_verdict_first",
+                "max_new_tokens": 8,
+                "tournament_rounds": 1,
+            },
             "filter": {"kind": "quantile", "alpha": 0.5, "ensemble": "mean"},
             "distill": {"epochs": 1, "batch_size": 8, "learning_rate": 0.0003},
             "eval": {"samples": 1},
-            # the written verifiers' chat formats mostly fail to parse on this model (docs/results.md §5):
-            # the round must still run through, so the parse-failure limit is lifted here
-            "gap": {"bootstrap": 50, "max_parse_failure_rate": 1.0},
+            "gap": {"bootstrap": 50},  # the default max_parse_failure_rate (0.2) blocks the round
             "rounds": 1,
             "seed": 0,
         },
@@ -87,6 +92,11 @@ def check_real_round(wh: Warehouse, name: str) -> None:
         assert rows, m
         assert all(0.0 <= v["score"] <= 1.0 for v in rows if v["ok"]), m
         failure[m] = 1 - sum(v["ok"] for v in rows) / len(rows)
+    assert all(failure[m] <= 0.2 for m in METHODS), failure  # the written verdicts parse
+    for v in ver:  # the verdict is the first thing the model writes after the pre-filled marker
+        if v["method"] in ("cot_binary", "cot_score", "tournament") and v["ok"] and v["raw"] != "bye":
+            assert v["verifier_prompt"].endswith(("Verdict:", "Score:", "Winner:")), v
+            assert re.match(r"\s*(correct|incorrect|\d+|a|b)\b", v["raw"], re.I), v
     mc = [v for v in ver if v["method"] == "mc"]  # real token probabilities: MC always parses
     assert all(v["ok"] and re.fullmatch(r"logp_correct=-?[\d.]+ logp_incorrect=-?[\d.]+", v["raw"]) for v in mc)
     gap = wh.read("gap", name, 0).to_pylist()
