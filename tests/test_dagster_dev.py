@@ -102,10 +102,12 @@ def wait_until_up(proc: subprocess.Popen, port: int, log: Path) -> dict:
 
 
 def stop(proc: subprocess.Popen) -> int:
-    """SIGTERM the server's process group, then SIGKILL what is left; the server's exit status."""
+    """SIGTERM `dagster dev` (it interrupts its webserver, daemon and code servers itself), then SIGKILL what
+    is left of its process group; the server's exit status. Signalling the whole group at once could leave
+    the webserver and the daemon hung for good (seen under load: each ignores further SIGTERMs)."""
     pgid = proc.pid  # start_new_session: the server leads its own group
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
+        os.kill(pgid, signal.SIGTERM)
     try:
         return proc.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
