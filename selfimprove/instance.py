@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -100,6 +101,10 @@ def dev(argv: list[str]) -> int:
     # `dagster dev` warns that `dg dev` (dagster-dg-cli, not installed here) supersedes it: known, not news
     quiet = "ignore:Function `dev_command` is superseded:FutureWarning"
     env = {**os.environ, "PYTHONWARNINGS": ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)}
+    # An ignored SIGINT or SIGTERM is inherited through exec by dagster dev and its children, which then
+    # cannot be stopped (seen when started from a process that ignores them): start them with the defaults.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
     os.execve(args[0], args, env)
     return 1  # not reached
 

@@ -135,7 +135,15 @@ def start_dev(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_stop_signals,
         )
+
+
+def _ignore_stop_signals() -> None:
+    """Start from a parent that ignores SIGINT and SIGTERM (as the full suite once did): ignored dispositions
+    survive exec, so this checks that `selfimprove dev` restores them and can still be stopped."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @pytest.fixture()
