@@ -87,10 +87,13 @@ class TransformersEngine:
 
         b, steps = len(prompts), sampling.max_new_tokens
         # The prompt is run once per distinct prompt; its KV cache is then copied to each of its samples.
-        distinct: dict[tuple[int, ...], int] = {}
-        keys = [tuple(p) for p in prompts] if self.share_prefill else [(r, *p) for r, p in enumerate(prompts)]
-        expand = torch.tensor([distinct.setdefault(k, len(distinct)) for k in keys])
-        ids, mask = _left_pad([list(prompts[keys.index(k)]) for k in distinct], self.pad_id)
+        keys: list[object] = [tuple(p) for p in prompts] if self.share_prefill else list(range(b))
+        first: dict[object, int] = {}  # each distinct prompt -> the first of its rows, in order
+        for r, k in enumerate(keys):
+            first.setdefault(k, r)
+        prefill_row = {k: i for i, k in enumerate(first)}
+        expand = torch.tensor([prefill_row[k] for k in keys])
+        ids, mask = _left_pad([list(prompts[r]) for r in first.values()], self.pad_id)
         uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -112,7 +115,7 @@ class TransformersEngine:
                 .logits[:, -1, :]
                 .float()
             )
-            if t == 0 and len(distinct) < b:
+            if t == 0 and len(first) < b:
                 logits, mask, step_pos = logits[expand], mask[expand.to(self.device)], step_pos[expand.to(self.device)]
                 cache.batch_select_indices(expand.to(self.device))
             nxt = _sample(logits, sampling, uniforms[active, t].to(logits.device)).cpu()
