@@ -66,7 +66,8 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     path, text = home / "dagster.yaml", dagster_yaml(home)
-    if not path.exists() or (path.read_text().startswith(WRITTEN_BY) and path.read_text() != text):
+    current = path.read_text() if path.exists() else None
+    if current is None or (current.startswith(WRITTEN_BY) and current != text):
         tmp = path.with_suffix(".yaml.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -192,10 +192,8 @@ def bootstrap_ci(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile CI from resampling prompts with replacement (a drawn prompt brings all its samples).
-
-    `statistic(idx)` gets a (B, G) matrix, one resample per row of G prompt positions (into the order of
-    `factorize(prompt_ids)`), and returns the B statistics. Blocks of resamples are drawn in order from
-    one generator, so the draws do not depend on `BOOTSTRAP_BLOCK`. NaN statistics are ignored."""
+    `statistic(idx)` maps a (B, G) matrix, one resample of G prompt positions (order of `factorize`) per row,
+    to the B statistics (NaNs ignored). Blocks are drawn in order from one generator: same draws any block size."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, uniq = factorize(prompt_ids)
@@ -203,12 +201,13 @@ def bootstrap_ci(
     if n_prompts == 0 or n_boot < 1:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    rows = max(1, BOOTSTRAP_BLOCK // n_prompts)
+    rows = max(1, BOOTSTRAP_BLOCK // n_prompts)  # resamples per block
     blocks = [rng.integers(0, n_prompts, (min(rows, n_boot - b), n_prompts)) for b in range(0, n_boot, rows)]
     stats = np.concatenate([np.asarray(statistic(idx), dtype=float).reshape(len(idx)) for idx in blocks])
     if np.isnan(stats).all():
         return math.nan, math.nan
-    return tuple(float(q) for q in np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0]))  # type: ignore[return-value]
+    lo, hi = np.nanquantile(stats, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
