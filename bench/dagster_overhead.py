@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import dagster as dg  # noqa: E402
 import torch  # noqa: E402
 from caching import NAME, Home, demo_spec  # noqa: E402
+from machine import describe  # noqa: E402
 
 from selfimprove.definitions import build_definitions  # noqa: E402
 from selfimprove.instance import dagster_yaml  # noqa: E402
@@ -196,12 +195,7 @@ def main() -> None:
             first = rows(roots["direct"], stage)
             for p in paths:
                 assert rows(roots[p], stage) == first, f"{p} and direct differ in {stage}"
-    load_after = os.getloadavg()
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(
-        f"\n{stamp}; {platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} torch thread(s); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
-    )
+    print(f"\n{describe(load_before[0])}")
     print(f"demo round 0: {args.prompts} prompts x N={args.n}, size {args.size}; {args.pairs} pairs, alternating\n")
     print("| path | wall s per pair | median wall s | / direct, wall | CPU s per pair | median CPU s | / direct, CPU |")
     print("|---|---|---:|---:|---|---:|---:|")

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import describe  # noqa: E402
 
 from selfimprove.resources.batching import length_batches, padding_share, shuffled_batches  # noqa: E402
 from selfimprove.resources.engine import Sampling  # noqa: E402
@@ -109,12 +109,7 @@ def main() -> None:
             pads[mode] = padding_share(lengths, batches)
             work_done[mode] = 4 * p * sum(lengths)
     peak = statistics.median(times.pop("peak"))
-    load_after = os.getloadavg()
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(
-        f"{stamp}; {platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch "
-        f"thread(s); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
-    )
+    print(describe(load_before[0]))
     print(
         f"model: {args.size} toy checkpoint, {p / 1e6:.2f}M linear parameters; {args.prompts} prompts x n={args.n}, "
         f"max {args.max_new_tokens} new tokens; training on {len(lengths)} samples, 1 epoch; {args.repeats} repeats\n"

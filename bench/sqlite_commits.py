@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sqlite3
 import tempfile
 import time
-from datetime import UTC, datetime
+
+from machine import describe
 
 
 def per_commit_ms(path: str, sync: str, keep_open: bool, commits: int) -> float:
@@ -44,16 +44,16 @@ def main() -> None:
     ap.add_argument("--dir", default=".", help="a folder on the disk DAGSTER_HOME lives on")
     args = ap.parse_args()
     load = os.getloadavg()[0]
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {platform.machine()}, load average {load:.1f}\n")
-    print("| connection | synchronous | ms per commit |")
-    print("|---|---|---:|")
+    lines = ["| connection | synchronous | ms per commit |"]
+    lines.append("|---|---|---:|")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for keep_open in (False, True):
             for sync in ("FULL", "NORMAL", "OFF"):
                 path = os.path.join(tmp, f"{sync}{keep_open}.db")
                 ms = per_commit_ms(path, sync, keep_open, args.commits)
                 pattern = "kept open" if keep_open else "one per commit (Dagster's)"
-                print(f"| {pattern} | {sync} | {ms:.2f} |")
+                lines.append(f"| {pattern} | {sync} | {ms:.2f} |")
+    print(describe(load), "", *lines, sep="\n")
 
 
 if __name__ == "__main__":
