@@ -59,7 +59,11 @@ def test_a_watcher_sees_events_that_a_kept_open_connection_wrote(home: Path) -> 
     run_id = "f" * 8 + "-0000-0000-0000-" + "0" * 12
     writer.store_event(_entry(run_id, "first"))
     seen: list[str] = []
-    reader.watch(run_id, None, lambda entry, cursor: seen.append(entry.user_message))
+
+    def callback(entry: EventLogEntry, cursor: str) -> None:
+        seen.append(entry.user_message)
+
+    reader.watch(run_id, None, callback)
     try:
         for message in ("second", "third"):
             writer.store_event(_entry(run_id, message))
@@ -67,7 +71,7 @@ def test_a_watcher_sees_events_that_a_kept_open_connection_wrote(home: Path) -> 
         while len(seen) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        reader.end_watch(run_id, next(iter(reader._watchers[run_id])))
+        reader.end_watch(run_id, callback)
         reader.dispose()
         writer.dispose()
     assert seen == ["first", "second", "third"]
