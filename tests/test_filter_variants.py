@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from selfimprove.assets.filtered import FilterConfig
-from selfimprove.assets.variants import current, merge_variants, variant_key
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import FilterSpec
 from selfimprove.sql import run_query
+from selfimprove.variants import current, merge_variants, variant_key
 from tests.conftest import micro_spec
 
 OP = "micro__round_0__filtered"
@@ -46,7 +46,6 @@ def test_variant_keys_tell_settings_apart() -> None:
     assert keys == {"quantile_alpha0.5", "quantile_alpha0.25", "threshold_tau0.7", "threshold_tau0.7_empty-best"}
 
 
-@pytest.mark.slow
 def test_a_setting_that_keeps_nothing_leaves_the_other_settings_rows() -> None:
     rows = pa.table({"sample_id": ["a", "b"], "score": [0.9, 0.4]})
     quantile = merge_variants(None, rows, "quantile_alpha0.5", "in1")
@@ -57,6 +56,7 @@ def test_a_setting_that_keeps_nothing_leaves_the_other_settings_rows() -> None:
     assert merge_variants(merged, rows.slice(0, 0), "threshold_tau1", "in2").num_rows == 0  # other inputs: gone
 
 
+@pytest.mark.slow
 def test_a_second_filter_setting_is_a_row_set_of_its_own(micro_model: Path, tmp_path: Path) -> None:
     spec = micro_spec(rounds=1, gap={"bootstrap": 20})
     defs = build_definitions([spec], root=str(tmp_path))
@@ -86,3 +86,13 @@ def test_a_second_filter_setting_is_a_row_set_of_its_own(micro_model: Path, tmp_
     assert gap == [{"variant": "topk_k1", "filter": "topk"}]  # the gap follows the filter used
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["rule"].value.startswith("mc: topk(k=1")
+
+    # a setting that keeps nothing: the blocking not_empty check reads the current setting's rows (none), not
+    # the earlier settings' rows the warehouse keeps beside them, so the round stops before distillation
+    nothing = defs2.resolve_job_def("filter_again").execute_in_process(
+        instance=instance, run_config={"ops": {OP: {"config": {"kind": "threshold", "tau": 1.0}}}}, raise_on_error=False
+    )
+    assert not nothing.success
+    check = {e.check_name: e for e in nothing.get_asset_check_evaluations()}["not_empty"]
+    assert not check.passed and check.metadata["rows"].value == 0
+    assert run_query(str(tmp_path), "SELECT count(*) AS n FROM filtered WHERE current").column("n")[0].as_py() == 0

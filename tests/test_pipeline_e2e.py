@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from selfimprove.assets.variants import current
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.variants import current
 from tests.conftest import micro_spec
 
 BETA_WARNINGS: list[str] = []  # what the run fixture's materializations warned

@@ -11,7 +11,6 @@ from dagster import AssetExecutionContext
 
 from selfimprove.assets import plots
 from selfimprove.assets.common import Experiment, digest, output, table_digest
-from selfimprove.assets.variants import current
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.trainer import train_lora, verify_saved
 from selfimprove.resources.updates import UPDATES, PreferencePair, TrainExample
@@ -121,7 +120,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         engines.release()  # free the generation engine's memory for the trainer
         base = tables["base_model"].to_pylist()[0]
         previous = tables["model"].to_pylist()[0] if r > 0 else base
-        manifest = checkpoint_manifest(exp, r, current(tables[data]), base, previous)
+        manifest = checkpoint_manifest(exp, r, tables[data], base, previous)
         context.log.info(f"round {r}: checkpoint {manifest['path']} ({'reused' if manifest['reused'] else 'trained'})")
         where = {f"trained_on_{k}": v for k, v in manifest.get("trained_on", {}).items()}
         row = {

@@ -11,9 +11,9 @@ from pydantic import Field
 from selfimprove import filters
 from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import answer_classes, rule, selection
-from selfimprove.assets.variants import merge_variants, variant_key
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import FilterSpec
+from selfimprove.variants import merge_variants, variant_key
 
 CODE_VERSION = "3"  # 2: tie rule (filter.ties) and the majority filter; 3: filter variants side by side
 

@@ -12,9 +12,9 @@ import pyarrow as pa
 from selfimprove import metrics
 from selfimprove.assets.common import Experiment, digest, output, table_digest
 from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
-from selfimprove.assets.variants import current, merge_variants, variant_key
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec
+from selfimprove.variants import merge_variants, variant_key
 
 CODE_VERSION = "3"  # 2: tie rule, the majority-vote row; 3: follows the filter used, variants side by side
 
@@ -91,15 +91,14 @@ def headline(gap: pa.Table) -> dict[str, float]:
 
 
 def configured_row(gap: pa.Table) -> dict[str, Any]:
-    return next(r for r in gap.to_pylist() if r["configured"] and r.get("current", True))
+    return next(r for r in gap.to_pylist() if r["configured"])
 
 
 def used_filter(filtered: pa.Table, default: FilterSpec) -> FilterSpec:
-    """The filter setting of `filtered`'s latest materialization (`default` when it kept nothing)."""
-    rows = current(filtered)
-    if rows.num_rows == 0 or "filter_spec" not in rows.column_names:
+    """The filter setting of `filtered` (its latest materialization's rows; `default` when it kept nothing)."""
+    if filtered.num_rows == 0 or "filter_spec" not in filtered.column_names:
         return default
-    return FilterSpec.model_validate_json(rows.column("filter_spec")[0].as_py())
+    return FilterSpec.model_validate_json(filtered.column("filter_spec")[0].as_py())
 
 
 def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.AssetsDefinition:

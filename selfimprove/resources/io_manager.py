@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from selfimprove import faults
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.variants import current
 
 _ROUND_RE = re.compile(r"round_(\d+)")
 
@@ -48,8 +49,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(result.path), "dagster/row_count": result.num_rows})
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
+        """The stored table; of a table with filter variants (`filtered`, `gap`), the latest setting's rows,
+        which is what every downstream stage and check reads (all settings stay in the warehouse and SQL)."""
         stage, experiment, round = partition_of(context.asset_key)
-        return self.warehouse.read(stage, experiment, round)
+        return current(self.warehouse.read(stage, experiment, round))
 
 
 class WarehouseResource(dg.ConfigurableResource):

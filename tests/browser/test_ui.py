@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.variants import current
 from tests.browser.conftest import CHROMEDRIVER, CHROMIUM
 from tests.test_dagster_dev import REPO, free_port, graphql, start_dev, stop, wait_until_up
 
@@ -186,7 +187,7 @@ def test_cli_run_is_in_the_jobs_runs_tab(ui: str, browser: object, demo_run: str
 
 def test_asset_page_shows_metadata(ui: str, browser: object, homes: dict[str, str]) -> None:
     wh = Warehouse(Path(homes["SELFIMPROVE_HOME"]) / "warehouse")
-    rule = wh.read("filtered", "demo", 1).column("rule")[0].as_py()
+    rule = current(wh.read("filtered", "demo", 1)).column("rule")[0].as_py()
     browser.get(f"{ui}/assets/demo/round_1/filtered")
     wait_for(browser, "filtered's rule metadata", lambda: rule in text(browser) and "kept_fraction" in text(browser))
     shot(browser, "03-filtered")
