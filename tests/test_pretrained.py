@@ -10,7 +10,7 @@ import pytest
 
 from selfimprove.assets.models import resolve_model
 from selfimprove.cli import main
-from selfimprove.resources.models import prompt_ids, text_ids
+from selfimprove.resources.models import prompt_ids, prompt_text, text_ids
 from selfimprove.resources.pretrained import RECIPES, PretrainedError, build, is_built, model_dir, recipe
 from selfimprove.spec import ModelSpec
 from selfimprove.state import pretrained_root
@@ -64,3 +64,5 @@ def test_prompt_ids_add_one_bos() -> None:
     assert plain == [tok.bos_token_id, *text_ids(tok, "12+3=")]
     # a chat template that writes the BOS itself (SmolLM2's <|im_start|>, Llama 3's <|begin_of_text|>)
     assert prompt_ids(tok, f"{BOS}12+3=") == plain
+    # the same rule for a trainer that takes text (TRL's DPO): one BOS, whether or not the template wrote it
+    assert prompt_text(tok, "12+3=") == prompt_text(tok, f"{BOS}12+3=") == f"{BOS}12+3="

@@ -47,6 +47,12 @@ def prompt_ids(tokenizer: Any, text: str) -> list[int]:
     return [bos, *ids] if bos is not None and ids[:1] != [bos] else ids
 
 
+def prompt_text(tokenizer: Any, text: str) -> str:
+    """The prompt as text, for trainers that tokenize it themselves (TRL): the BOS token once, as `prompt_ids`."""
+    bos = tokenizer.bos_token or ""
+    return text if text.startswith(bos) else bos + text
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 

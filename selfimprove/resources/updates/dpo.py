@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from selfimprove.resources.models import prompt_text
 from selfimprove.resources.updates.base import PreferencePair, Update
 
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ def fit(
     from trl import DPOConfig, DPOTrainer
 
     datasets.disable_progress_bars()
-    bos = tokenizer.bos_token or ""
-    rows = [{"prompt": bos + p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    rows = [{"prompt": prompt_text(tokenizer, p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
     with tempfile.TemporaryDirectory(prefix="selfimprove-dpo-") as out:
         args = DPOConfig(
             output_dir=out,
