@@ -24,8 +24,9 @@ import torch
 
 from selfimprove.resources.engine import Sampling
 from selfimprove.resources.transformers_engine import TransformersEngine
+from selfimprove.state import MODEL_MANIFEST  # noqa: E402
 from selfimprove.tasks.arithmetic import ArithmeticTask
-from selfimprove.toy.pretrain import META_FILE, ensure_pretrained
+from selfimprove.toy.pretrain import ensure_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     path = resolve_model(args.model, args.size, args.cache)
-    meta_file = path / META_FILE
+    meta_file = path / MODEL_MANIFEST
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     one = TransformersEngine.from_path(path, batch_size=1)
     batched = TransformersEngine(one.model, one.tokenizer, batch_size=args.batch_size, path=str(path))

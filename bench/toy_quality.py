@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+from selfimprove.state import MODEL_MANIFEST  # noqa: E402
 from selfimprove.toy.evaluate import DEFAULT_METHOD, METHODS, evaluate
-from selfimprove.toy.pretrain import META_FILE, ensure_pretrained
+from selfimprove.toy.pretrain import ensure_pretrained
 
 
 def _fmt(x: float | None, pct: bool = True) -> str:
@@ -61,7 +62,7 @@ def main() -> None:
     rows = []
     for size in args.sizes.split(","):
         path = ensure_pretrained(size, args.cache)
-        meta = json.loads((Path(path) / META_FILE).read_text())
+        meta = json.loads((Path(path) / MODEL_MANIFEST).read_text())
         ev = evaluate(path, args.prompts, args.samples, args.temperature, extra_temperatures=(0.7, 1.0))
         rows.append({"meta": meta, "eval": ev})
         logging.info("%s: %s", size, json.dumps(ev))

@@ -106,17 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     from vllm.inputs import TokensPrompt
 
     from selfimprove.resources.engine import Sampling
-    from selfimprove.resources.pretrained import MANIFEST
     from selfimprove.resources.transformers_engine import TransformersEngine
     from selfimprove.resources.vllm_engine import VllmEngine
     from selfimprove.spec import ModelSpec
+    from selfimprove.state import MODEL_MANIFEST
     from selfimprove.tasks.registry import get_task
-    from selfimprove.toy.pretrain import META_FILE
 
     torch.set_num_threads(args.threads)
     path = resolve_model(args.model, args.size, args.cache, args.pretrained)
-    meta_file = next((path / f for f in (META_FILE, MANIFEST) if (path / f).is_file()), None)
-    meta = json.loads(meta_file.read_text()) if meta_file else {}
+    meta_file = path / MODEL_MANIFEST
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     options = json.loads(args.task_options)
     if options.get("style") == "chat":
         options.setdefault("tokenizer", str(path))

@@ -17,6 +17,9 @@ def state_dir() -> Path:
     return Path(os.environ.get("SELFIMPROVE_HOME") or Path.cwd() / ".selfimprove").expanduser().resolve()
 
 
+MODEL_MANIFEST = "selfimprove_model.json"  # a model folder's provenance (embedded and pretrained models alike)
+
+
 def pretrained_root() -> Path:
     """Where `model.pretrained` folders are built (resources/pretrained.py): <state folder>/models/pretrained."""
     return state_dir() / "models" / "pretrained"

@@ -4,6 +4,7 @@ templates need (no second BOS when the template writes its own)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,17 @@ import pytest
 from selfimprove.assets.models import resolve_model
 from selfimprove.cli import main
 from selfimprove.resources.models import prompt_ids, prompt_text, text_ids
-from selfimprove.resources.pretrained import RECIPES, PretrainedError, build, is_built, model_dir, recipe
+from selfimprove.resources.pretrained import (
+    BUILDER_VERSION,
+    RECIPES,
+    PretrainedError,
+    build,
+    is_built,
+    model_dir,
+    recipe,
+)
 from selfimprove.spec import ModelSpec
-from selfimprove.state import pretrained_root
+from selfimprove.state import MODEL_MANIFEST, pretrained_root
 from selfimprove.toy.tokenizer import BOS, build_tokenizer
 
 
@@ -36,10 +45,25 @@ def test_missing_package_names_the_install(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "smollm2-135m").exists() or not any((tmp_path / "smollm2-135m").iterdir())
 
 
+def _finished(folder: Path, builder_version: str = BUILDER_VERSION) -> None:
+    """The manifest a finished build writes (the fields `is_built` reads)."""
+    manifest = {"gguf_sha256": RECIPES["smollm2-135m"].gguf_sha256, "builder_version": builder_version}
+    (folder / MODEL_MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_folder_of_another_builder_version_is_not_built(tmp_path: Path) -> None:
+    folder = model_dir("smollm2-135m", tmp_path)
+    folder.mkdir(parents=True)
+    _finished(folder, builder_version="0")
+    assert not is_built("smollm2-135m", tmp_path)
+    _finished(folder)
+    assert is_built("smollm2-135m", tmp_path)
+
+
 def test_a_finished_build_is_found_without_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = model_dir("smollm2-135m", tmp_path)
     folder.mkdir(parents=True)
-    (folder / "selfimprove_model.json").write_text(f'{{"gguf_sha256": "{RECIPES["smollm2-135m"].gguf_sha256}"}}')
+    _finished(folder)
     monkeypatch.setattr(importlib.util, "find_spec", lambda *a: None)
     assert build("smollm2-135m", tmp_path) == folder
 
@@ -48,7 +72,7 @@ def test_experiment_resolves_a_pretrained_name(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("SELFIMPROVE_HOME", str(tmp_path))
     folder = model_dir("smollm2-135m", pretrained_root())
     folder.mkdir(parents=True)
-    (folder / "selfimprove_model.json").write_text(f'{{"gguf_sha256": "{RECIPES["smollm2-135m"].gguf_sha256}"}}')
+    _finished(folder)
     assert resolve_model(ModelSpec(pretrained="smollm2-135m")) == folder
 
 

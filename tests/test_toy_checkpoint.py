@@ -7,7 +7,8 @@ import json
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from selfimprove.toy.pretrain import META_FILE, PACKAGED, ensure_pretrained, training_data_digest
+from selfimprove.state import MODEL_MANIFEST
+from selfimprove.toy.pretrain import PACKAGED, ensure_pretrained, training_data_digest
 
 DEFAULT = PACKAGED / "default"
 
@@ -23,7 +24,7 @@ def test_digests_match() -> None:
 
 
 def test_loads_and_is_the_default(tmp_path: object) -> None:
-    meta = json.loads((DEFAULT / META_FILE).read_text())
+    meta = json.loads((DEFAULT / MODEL_MANIFEST).read_text())
     assert meta["size"] == "default" and meta["seed"] == 0
     model = AutoModelForCausalLM.from_pretrained(DEFAULT)
     tok = AutoTokenizer.from_pretrained(DEFAULT)
@@ -35,7 +36,7 @@ def test_loads_and_is_the_default(tmp_path: object) -> None:
 def test_trained_on_what_the_corpus_code_produces_today() -> None:
     """The packaged weights came from this repo's pretraining on today's corpus: a change to the corpus or
     the formats without retraining the checkpoint fails here."""
-    meta = json.loads((DEFAULT / META_FILE).read_text())
+    meta = json.loads((DEFAULT / MODEL_MANIFEST).read_text())
     assert meta["data_sha256"] == training_data_digest("default", seed=0)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from selfimprove.state import MODEL_MANIFEST
 from selfimprove.toy.model import SIZES, build_model, n_params
-from selfimprove.toy.pretrain import META_FILE, ensure_pretrained, pretrain, training_data_digest
+from selfimprove.toy.pretrain import ensure_pretrained, pretrain, training_data_digest
 
 
 def _digest(path: Path) -> str:
@@ -22,7 +23,7 @@ def test_micro_is_deterministic_and_loads(tmp_path: Path) -> None:
     pretrain("micro", tmp_path / "b", seed=0)
     pretrain("micro", tmp_path / "c", seed=1)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
-    saved = json.loads((tmp_path / "a" / META_FILE).read_text())
+    saved = json.loads((tmp_path / "a" / MODEL_MANIFEST).read_text())
     assert saved == meta and meta["size"] == "micro" and meta["seed"] == 0
     assert meta["flops"] == 6 * meta["n_params"] * meta["tokens_seen"] > 0
     assert meta["data_sha256"] == training_data_digest("micro", 0) != training_data_digest("micro", 1)

@@ -10,7 +10,7 @@ import pyarrow as pa
 from selfimprove.assets.common import Experiment, output
 from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
 from selfimprove.spec import ModelSpec
-from selfimprove.state import pretrained_root, state_dir, to_state
+from selfimprove.state import MODEL_MANIFEST, pretrained_root, state_dir, to_state
 
 CODE_VERSION = "1"
 
@@ -37,7 +37,7 @@ def base_model_manifest(model: ModelSpec) -> pa.Table:
     net, _ = load_model(
         path, dtype=model.dtype, trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle
     )
-    info_file = path / "selfimprove_model.json"
+    info_file = path / MODEL_MANIFEST
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     return pa.Table.from_pylist(
         [

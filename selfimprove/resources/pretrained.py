@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfimprove.state import MODEL_MANIFEST
+
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "1"  # bump when the conversion changes: it is part of the manifest
-MANIFEST = "selfimprove_model.json"
+BUILDER_VERSION = "1"  # bump when the conversion changes: a folder built by another version is rebuilt
 
 
 class PretrainedError(RuntimeError):
@@ -93,14 +94,15 @@ def file_sha256(path: Path) -> str:
 
 def read_manifest(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / MANIFEST).read_text())
+        return json.loads((folder / MODEL_MANIFEST).read_text())
     except (OSError, ValueError):
         return None
 
 
 def is_built(name: str, root: Path) -> bool:
-    m = read_manifest(model_dir(name, root))
-    return m is not None and m.get("gguf_sha256") == recipe(name).gguf_sha256
+    """Whether `name`'s folder holds a finished build of its GGUF by this version of the conversion."""
+    m = read_manifest(model_dir(name, root)) or {}
+    return m.get("gguf_sha256") == recipe(name).gguf_sha256 and m.get("builder_version") == BUILDER_VERSION
 
 
 def _convert(gguf: Path, out: Path, dtype: str) -> dict:
@@ -163,7 +165,7 @@ def build(name: str, root: Path, force: bool = False) -> Path:
             "weights_sha256": file_sha256(tmp / "model.safetensors"),
             **fields,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (tmp / MODEL_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if final.exists() and not force and is_built(name, root):  # another process finished first
             return final
         shutil.rmtree(final, ignore_errors=True)

