@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.assets.models import resolve_model
 from selfimprove.cli import main
+from selfimprove.resources.model_source import resolve_model
 from selfimprove.resources.models import prompt_ids, prompt_text, text_ids
 from selfimprove.resources.pretrained import (
     BUILDER_VERSION,

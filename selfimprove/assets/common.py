@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -47,13 +46,9 @@ class Experiment:
         options = dict(self.spec.task.options)
         model = self.spec.model
         if options.get("style") == "chat" and "tokenizer" not in options and not self.embedded:
-            if model.pretrained is not None:
-                from selfimprove.resources.pretrained import build
-                from selfimprove.state import pretrained_root
+            from selfimprove.resources.model_source import resolve_model
 
-                options["tokenizer"] = str(build(model.pretrained, pretrained_root()))
-            else:
-                options["tokenizer"] = str(Path(str(model.path)).expanduser().resolve())
+            options["tokenizer"] = str(resolve_model(model))
         return get_task(self.spec.task.name, **options)
 
     @property

@@ -2,34 +2,17 @@
 HF checkpoint."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
 from selfimprove.assets.common import Experiment, output
-from selfimprove.resources.models import ModelLoadError, load_model, weight_digest
+from selfimprove.resources.model_source import resolve_model
+from selfimprove.resources.models import load_model, weight_digest
 from selfimprove.spec import ModelSpec
-from selfimprove.state import MODEL_MANIFEST, pretrained_root, state_dir, to_state
+from selfimprove.state import MODEL_MANIFEST, to_state
 
 CODE_VERSION = "1"
-
-
-def resolve_model(model: ModelSpec) -> Path:
-    """The local folder of a model spec; an embedded size is pretrained once and a pretrained model built
-    once, then reused."""
-    if model.embedded is not None:
-        from selfimprove.toy.pretrain import ensure_pretrained
-
-        return Path(ensure_pretrained(model.embedded, state_dir() / "models" / "embedded", seed=model.seed))
-    if model.pretrained is not None:
-        from selfimprove.resources.pretrained import build
-
-        return build(model.pretrained, pretrained_root())
-    path = Path(str(model.path)).expanduser().resolve()
-    if not path.is_dir():
-        raise ModelLoadError(f"model.path {path} does not exist or is not a folder")
-    return path
 
 
 def base_model_manifest(model: ModelSpec) -> pa.Table:

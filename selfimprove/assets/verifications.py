@@ -19,12 +19,12 @@ import pyarrow as pa
 from dagster import AssetExecutionContext
 
 from selfimprove.assets.common import Experiment, digest, output
-from selfimprove.assets.models import resolve_model
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
 from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
 from selfimprove.resources.engine import Engine, Generation, map_units
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
+from selfimprove.resources.model_source import resolve_model
 from selfimprove.spec import VerificationSpec
 from selfimprove.verification import VERIFIERS, Candidate, verify
 from selfimprove.verification.checks import CheckedEngine, known_checks
