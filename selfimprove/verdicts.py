@@ -7,12 +7,32 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from selfimprove import metrics
 from selfimprove.render import ci, md_table, num
+
+
+def mean_ci(values: Sequence[float], ids: Sequence[Hashable], n_boot: int, seed: int) -> tuple[float, float]:
+    """Prompt-bootstrap CI of the mean of per-prompt `values` (prompt `ids[i]` has `values[i]`)."""
+    v = np.asarray(values, dtype=float)
+    return metrics.bootstrap_ci(ids, lambda idx: v[idx].mean(axis=1), n_boot=n_boot, seed=seed)
+
+
+def paired_change(
+    now: Mapping[Hashable, float], base: Mapping[Hashable, float], n_boot: int, seed: int
+) -> tuple[float, float, float]:
+    """Mean per-prompt change now - base over the prompts in both, with its paired prompt-bootstrap CI."""
+    ids = [p for p in now if p in base]
+    if not ids:
+        return math.nan, math.nan, math.nan
+    d = [now[p] - base[p] for p in ids]
+    lo, hi = mean_ci(d, ids, n_boot, seed)
+    return float(np.mean(d)), lo, hi
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ and shows them inline in the asset's metadata.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from selfimprove.assets.gaps import configured_row, headline
 from selfimprove.assets.scoring import MAJORITY, answer_classes, method_scores
 from selfimprove.render import md_table, md_transposed
 from selfimprove.resources.io_manager import WarehouseResource
-from selfimprove.verdicts import verdicts
+from selfimprove.verdicts import mean_ci, paired_change, verdicts
 
 CODE_VERSION = "3"  # 2: pass@k for every k, CIs of pass@N and of its change, diversity, plots; 3: maj@k, majority gap
 _PASS_AT = re.compile(r"pass_at_(\d+)")
@@ -63,22 +62,6 @@ def per_prompt_pass_at(prompt_ids: Sequence[Hashable], correct: Sequence[Any], k
     return {
         p: metrics.pass_at_k(int(n), int(m), min(k, int(n))) for p, n, m in zip(uniq.tolist(), n_g, c_g, strict=True)
     }
-
-
-def _mean_ci(values: np.ndarray, ids: list[Hashable], n_boot: int, seed: int) -> tuple[float, float]:
-    return metrics.bootstrap_ci(ids, lambda idx: values[idx].mean(axis=1), n_boot=n_boot, seed=seed)
-
-
-def _change(
-    now: Mapping[Hashable, float], base: Mapping[Hashable, float], n_boot: int, seed: int
-) -> tuple[float, float, float]:
-    """Mean per-prompt change now - base over the prompts in both, with a paired prompt-bootstrap CI."""
-    ids = [p for p in now if p in base]
-    if not ids:
-        return math.nan, math.nan, math.nan
-    d = np.array([now[p] - base[p] for p in ids])
-    lo, hi = _mean_ci(d, ids, n_boot, seed)
-    return float(d.mean()), lo, hi
 
 
 @dataclass(frozen=True)
@@ -145,12 +128,12 @@ def report_rows(
                 row[f"pass_at_{k}"] = v
             row["pass_at_n"] = s.curve[max(s.curve)]
             ids = list(s.pass_n)
-            row["pass_at_n_lo"], row["pass_at_n_hi"] = _mean_ci(np.array(list(s.pass_n.values())), ids, n_boot, seed)
+            row["pass_at_n_lo"], row["pass_at_n_hi"] = mean_ci(list(s.pass_n.values()), ids, n_boot, seed)
             row["spread"] = float(np.mean(list(s.spread.values())))
             if r > 0:
-                change = _change(s.pass_n, s0.pass_n, n_boot, seed)
+                change = paired_change(s.pass_n, s0.pass_n, n_boot, seed)
                 row["pass_at_n_change"], row["pass_at_n_change_lo"], row["pass_at_n_change_hi"] = change
-                change = _change(s.spread, s0.spread, n_boot, seed)
+                change = paired_change(s.spread, s0.spread, n_boot, seed)
                 row["spread_change"], row["spread_change_lo"], row["spread_change_hi"] = change
             row["distinct_answers"] = s.distinct
             for k, v in s.maj.items():

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 
-from selfimprove import metrics
 from selfimprove.assets.common import Experiment
+from selfimprove.verdicts import paired_change
 
 
 def generation_problems(generations: pa.Table, n: int) -> list[str]:
@@ -51,13 +50,7 @@ def greedy_change(now: pa.Table, before: pa.Table, n_boot: int, seed: int) -> tu
         rows = t.select(["prompt_id", "mode", "correct"]).to_pylist()
         return {r["prompt_id"]: float(r["correct"]) for r in rows if r["mode"] == "greedy"}
 
-    a, b = per_prompt(now), per_prompt(before)
-    ids = [p for p in a if p in b]
-    if not ids:
-        return float("nan"), float("nan"), float("nan")
-    d = np.array([a[p] - b[p] for p in ids])
-    lo, hi = metrics.bootstrap_ci(ids, lambda idx: d[idx].mean(axis=1), n_boot=n_boot, seed=seed)
-    return float(d.mean()), lo, hi
+    return paired_change(per_prompt(now), per_prompt(before), n_boot, seed)
 
 
 def stage_checks(exp: Experiment, r: int) -> list[dg.AssetChecksDefinition]:
