@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from selfimprove.assets.common import Experiment, beside_other_settings
 from selfimprove.assets.filtered import FilterConfig
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.warehouse import Warehouse
@@ -44,6 +45,22 @@ def test_variant_keys_tell_settings_apart() -> None:
         variant_key(FilterSpec(kind="threshold", tau=0.7, empty="best"), ["mc"]),
     }
     assert keys == {"quantile_alpha0.5", "quantile_alpha0.25", "threshold_tau0.7", "threshold_tau0.7_empty-best"}
+
+
+def test_rows_of_other_code_or_other_inputs_are_not_kept_beside(tmp_path: Path) -> None:
+    """A setting's rows stay beside a new one only when the same code made them from the same inputs: a table of
+    an older CODE_VERSION (maybe with other columns) is replaced, not merged."""
+    wh, exp = Warehouse(str(tmp_path)), Experiment(micro_spec(rounds=1))
+    gens, rows = pa.table({"sample_id": ["a"]}), pa.table({"sample_id": ["a", "b"], "score": [0.9, 0.4]})
+    wh.write(
+        "filtered", beside_other_settings(wh, "filtered", exp, 0, rows, "quantile_alpha0.5", "3", [gens]), "micro", 0
+    )
+    same = beside_other_settings(wh, "filtered", exp, 0, rows.slice(0, 1), "topk_k1", "3", [gens])
+    assert same.column("variant").to_pylist() == ["topk_k1", "quantile_alpha0.5", "quantile_alpha0.5"]
+    newer = beside_other_settings(wh, "filtered", exp, 0, rows.slice(0, 1), "topk_k1", "4", [gens])
+    assert newer.column("variant").to_pylist() == ["topk_k1"]
+    other = beside_other_settings(wh, "filtered", exp, 0, rows.slice(0, 1), "topk_k1", "3", [gens.slice(0, 0)])
+    assert other.column("variant").to_pylist() == ["topk_k1"]
 
 
 def test_a_setting_that_keeps_nothing_leaves_the_other_settings_rows() -> None:

@@ -13,8 +13,10 @@ import dagster as dg
 import pyarrow as pa
 
 from selfimprove.render import md_table
+from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
+from selfimprove.variants import merge_variants
 from selfimprove.verdicts import Verdict, verdict_markdown
 
 
@@ -100,3 +102,19 @@ def output(
     with warnings.catch_warnings():  # data_version on Output is beta in Dagster 1.13: one warning per asset, known
         warnings.simplefilter("ignore", dg.BetaWarning)
         return dg.Output(table, output_name, metadata=meta, data_version=dg.DataVersion(table_digest(table)))
+
+
+def beside_other_settings(
+    wh: Warehouse,
+    stage: str,
+    exp: Experiment,
+    r: int,
+    table: pa.Table,
+    variant: str,
+    code_version: str,
+    inputs: Sequence[pa.Table],
+) -> pa.Table:
+    """`table` as the current rows of filter setting `variant` of round r's `stage`, beside the stored rows of
+    the other settings that the same code made from the same `inputs` (selfimprove/variants.py)."""
+    previous = wh.read(stage, exp.name, r) if wh.exists(stage, exp.name, r) else None
+    return merge_variants(previous, table, variant, digest(code_version, *map(table_digest, inputs)))

@@ -9,11 +9,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from selfimprove import filters
-from selfimprove.assets.common import Experiment, digest, output, table_digest
+from selfimprove.assets.common import Experiment, beside_other_settings, output
 from selfimprove.assets.scoring import answer_classes, rule, selection
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import FilterSpec
-from selfimprove.variants import merge_variants, variant_key
+from selfimprove.variants import variant_key
 
 CODE_VERSION = "3"  # 2: tie rule (filter.ties) and the majority filter; 3: filter variants side by side
 
@@ -101,9 +101,8 @@ def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         correct = table.column("correct").to_pylist()
         key = variant_key(f, methods)
         table = table.append_column("filter_spec", pa.array([f.model_dump_json()] * table.num_rows, pa.string()))
-        wh = warehouse.get()
-        previous = wh.read("filtered", exp.name, r) if wh.exists("filtered", exp.name, r) else None
-        merged = merge_variants(previous, table, key, digest(table_digest(generations), table_digest(verifications)))
+        inputs = (generations, verifications)
+        merged = beside_other_settings(warehouse.get(), "filtered", exp, r, table, key, CODE_VERSION, inputs)
         variants = sorted(set(merged.column("variant").to_pylist()))
         return output(
             merged,

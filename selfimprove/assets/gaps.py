@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow as pa
 
 from selfimprove import metrics
-from selfimprove.assets.common import Experiment, digest, output, table_digest
+from selfimprove.assets.common import Experiment, beside_other_settings, output
 from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec
-from selfimprove.variants import merge_variants, variant_key
+from selfimprove.variants import variant_key
 
 CODE_VERSION = "3"  # 2: tie rule, the majority-vote row; 3: follows the filter used, variants side by side
 
@@ -125,12 +125,9 @@ def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.Asset
         used = used_filter(tables["filtered"], exp.spec.filter) if follow_filtered else exp.spec.filter
         classes = answer_classes(exp.task, generations)
         table = gap_rows(exp.spec, generations, verifications, classes, used)
-        inputs = digest(table_digest(generations), table_digest(verifications))
         key = variant_key(used, methods)
-        wh = warehouse.get()
-        merged = merge_variants(
-            wh.read("gap", exp.name, r) if wh.exists("gap", exp.name, r) else None, table, key, inputs
-        )
+        inputs = (generations, verifications)
+        merged = beside_other_settings(warehouse.get(), "gap", exp, r, table, key, CODE_VERSION, inputs)
         meta: dict[str, Any] = {**headline(table), "rule": rule(used, methods), "variant": key}
         cols = ["variant", "verifier", "filter", "j_f", "j_fw", "gap", "relative_gap"]
         return output(merged, meta, cols)
