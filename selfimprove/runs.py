@@ -24,7 +24,7 @@ def location_origin() -> Any:
     """The code location's origin as `dagster dev -w workspace.yaml` loads it."""
     from dagster._core.workspace.load import location_origins_from_yaml_paths
 
-    (origin,) = [o for o in location_origins_from_yaml_paths([str(WORKSPACE)])]
+    (origin,) = location_origins_from_yaml_paths([str(WORKSPACE)])
     return origin
 
 
@@ -74,8 +74,7 @@ def run_job(job_name: str) -> bool:
         why = spec_error(job_name.removesuffix("_study_job").removesuffix("_job"))
         print(f"no job {job_name}: {why or 'no such experiment or study'}", file=sys.stderr)
         return False
-    job = defs.resolve_job_def(job_name)
-    print(f"Running {job.name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
+    print(f"Running {job_name} (DAGSTER_HOME={home}, warehouse={warehouse_root()})", flush=True)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         recon_job, run = create_run(
@@ -88,9 +87,9 @@ def run_job(job_name: str) -> bool:
     if not result.success:
         for reason in failed_checks(result):
             print(reason, file=sys.stderr)
-        print(f"{job.name} failed; see run {run.run_id} in the Dagster UI (make dev)", file=sys.stderr)
+        print(f"{job_name} failed; see run {run.run_id} in the Dagster UI (make dev)", file=sys.stderr)
         return False
-    print(f"\n{job.name} finished in {time.perf_counter() - start:.0f} s (run {run.run_id})")
+    print(f"\n{job_name} finished in {time.perf_counter() - start:.0f} s (run {run.run_id})")
     return True
 
 

@@ -88,3 +88,14 @@ def test_checks_from_earlier_rows_load_no_engine(engine: TransformersEngine) -> 
     other = CheckedEngine(Unloadable(), "other-weights", engine.engine_name, known_checks(rows))
     with pytest.raises(AssertionError, match="must not touch"):
         other.generate(PROMPTS[:1], 1, SAMPLING, seed=0)
+
+
+def test_a_copy_of_a_checked_engine_does_not_recurse() -> None:
+    """copy/pickle build the object without __init__ and look up special names first: they must not reach
+    the wrapped engine through __getattr__ (which would recurse while `engine` is unset)."""
+    import copy
+    import pickle
+
+    checked = CheckedEngine({"not": "an engine"}, "w", "transformers", {})
+    assert copy.copy(checked).engine == {"not": "an engine"}
+    assert pickle.loads(pickle.dumps(checked)).weight_digest == "w"

@@ -93,7 +93,7 @@ class TransformersEngine:
             first.setdefault(k, r)
         prefill_row = {k: i for i, k in enumerate(first)}
         expand = torch.tensor([prefill_row[k] for k in keys])
-        ids, mask = _left_pad([list(prompts[r]) for r in first.values()], self.pad_id)
+        ids, mask = _left_pad([prompts[r] for r in first.values()], self.pad_id)
         uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -115,9 +115,10 @@ class TransformersEngine:
                 .logits[:, -1, :]
                 .float()
             )
-            if t == 0 and len(first) < b:
-                logits, mask, step_pos = logits[expand], mask[expand.to(self.device)], step_pos[expand.to(self.device)]
-                cache.batch_select_indices(expand.to(self.device))
+            if t == 0 and len(first) < b:  # one KV cache row per sample, copied from its prompt's row
+                rows = expand.to(self.device)
+                logits, mask, step_pos = logits[rows], mask[rows], step_pos[rows]
+                cache.batch_select_indices(rows)
             nxt = _sample(logits, sampling, uniforms[active, t].to(logits.device)).cpu()
             tokens[active, t] = nxt
             finished = nxt == self.eos_id if self.eos_id is not None else torch.zeros_like(nxt, dtype=torch.bool)

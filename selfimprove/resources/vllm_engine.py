@@ -178,9 +178,6 @@ class VllmEngine:
         """Prompt token ids exactly as the transformers engine makes them (`prompt_ids`)."""
         return prompt_ids(self.tokenizer, text)
 
-    def _tokens(self, text: str) -> list[int]:
-        return text_ids(self.tokenizer, text)
-
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
@@ -248,7 +245,7 @@ class VllmEngine:
 
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        pairs = [(self.encode(p), self._tokens(c)) for p, c in zip(prompts, continuations, strict=True)]
+        pairs = [(self.encode(p), text_ids(self.tokenizer, c)) for p, c in zip(prompts, continuations, strict=True)]
         out: list[list[float]] = [[] for _ in pairs]
         todo = [k for k, (_, c) in enumerate(pairs) if c]
         if not todo:

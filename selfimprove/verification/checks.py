@@ -39,6 +39,8 @@ class CheckedEngine:
         self.generated = self.reused = 0
 
     def __getattr__(self, name: str) -> Any:  # tokenizer, score, ...: the wrapped engine's
+        if name.startswith("_") or name == "engine":  # not yet set (a copy, an unpickled one): no recursion
+            raise AttributeError(name)
         return getattr(self.engine, name)
 
     def key(self, prompt: str, index: int, sampling: Sampling, seed: int) -> str:
