@@ -89,11 +89,12 @@ def _known_engine(v: str) -> str:
 
 
 def _known_pretrained(v: str | None) -> str | None:
-    from selfimprove.resources.pretrained import RECIPES
+    from selfimprove.resources.pretrained import PretrainedError, recipe
 
-    if v is not None and v not in RECIPES:
-        raise ValueError(f"unknown pretrained model {v!r}: buildable ones are {sorted(RECIPES)}")
-    return v
+    try:
+        return v if v is None else recipe(v).name
+    except PretrainedError as e:  # pydantic reports a ValueError with the field's path
+        raise ValueError(str(e)) from None
 
 
 def _known_update(v: str) -> str:

@@ -21,7 +21,7 @@ def variant_key(f: FilterSpec, methods: list[str]) -> str:
     """A short, path-safe key of one filter setting: the kind and its parameter, then any other field the
     setting changes from the defaults (ensemble only when several methods are combined)."""
     param = filters.FILTERS[f.kind].param  # None: a filter without a parameter (majority)
-    key = f.kind if param is None else f"{f.kind}_{param}{getattr(f, param):g}"
+    key = f.kind if param is None else f"{f.kind}_{param}{getattr(f, param):.10g}"  # distinct values, distinct keys
     per_kind = {"kind"} | {x.param for x in filters.FILTERS.values() if x.param}
     for name, field in FilterSpec.model_fields.items():
         if name in per_kind or (name == "ensemble" and len(methods) < 2):

@@ -43,8 +43,17 @@ def test_variant_keys_tell_settings_apart() -> None:
         variant_key(FilterSpec(kind="quantile", alpha=0.25), ["mc"]),
         variant_key(FilterSpec(kind="threshold", tau=0.7), ["mc"]),
         variant_key(FilterSpec(kind="threshold", tau=0.7, empty="best"), ["mc"]),
+        variant_key(FilterSpec(kind="quantile", alpha=0.1234567), ["mc"]),
+        variant_key(FilterSpec(kind="quantile", alpha=0.12345678), ["mc"]),
     }
-    assert keys == {"quantile_alpha0.5", "quantile_alpha0.25", "threshold_tau0.7", "threshold_tau0.7_empty-best"}
+    assert keys == {
+        "quantile_alpha0.5",
+        "quantile_alpha0.25",
+        "threshold_tau0.7",
+        "threshold_tau0.7_empty-best",
+        "quantile_alpha0.1234567",  # two close settings are two variants, not one replacing the other
+        "quantile_alpha0.12345678",
+    }
 
 
 def test_rows_of_other_code_or_other_inputs_are_not_kept_beside(tmp_path: Path) -> None:
