@@ -22,9 +22,10 @@ from selfimprove.verdicts import Verdict, verdict_markdown
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment spec seen from the asset graph."""
+    """An experiment spec seen from the asset graph. `parent`: the group it is shown inside (a study's)."""
 
     spec: ExperimentSpec
+    parent: str = ""
 
     @property
     def name(self) -> str:
@@ -38,7 +39,10 @@ class Experiment:
         return self.key("base_model") if round == 0 else self.key("checkpoint", round - 1)
 
     def group(self, round: int | None = None) -> str:
-        return self.name if round is None else f"{self.name}_round_{round}"
+        """`demo`, `demo/round_1`: Dagster nests groups at `/`, so the global lineage shows one tile per
+        experiment (or study) that opens onto its rounds."""
+        parts = [self.parent, self.name, None if round is None else f"round_{round}"]
+        return "/".join(p for p in parts if p)
 
     @cached_property
     def task(self) -> Task:
@@ -56,6 +60,11 @@ class Experiment:
     @property
     def embedded(self) -> bool:
         return self.spec.model.embedded is not None
+
+
+def study_group(study: str) -> str:
+    """The group of a study's own assets; its members' groups nest inside it."""
+    return f"study_{study}"
 
 
 def digest(*parts: object) -> str:
