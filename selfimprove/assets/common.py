@@ -22,7 +22,8 @@ from selfimprove.verdicts import Verdict, verdict_markdown
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment spec seen from the asset graph. `parent`: the group it is shown inside (a study's)."""
+    """An experiment spec seen from the asset graph. `parent`: the group it is shown inside (a study's for
+    its members), else the spec's `group`."""
 
     spec: ExperimentSpec
     parent: str = ""
@@ -41,7 +42,7 @@ class Experiment:
     def group(self, round: int | None = None) -> str:
         """`demo`, `demo/round_1`: Dagster nests groups at `/`, so the global lineage shows one tile per
         experiment (or study) that opens onto its rounds."""
-        parts = [self.parent, self.name, None if round is None else f"round_{round}"]
+        parts = [self.parent or self.spec.group, self.name, None if round is None else f"round_{round}"]
         return "/".join(p for p in parts if p)
 
     @cached_property

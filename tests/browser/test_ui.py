@@ -177,10 +177,17 @@ def test_lineage_opens_on_the_demo(ui: str, browser: object) -> None:
     assert not [e for e in errors if "Expected a definition" in e], errors
 
 
+# The lineage filtered to one round's group, expanded: where an asset page's group link leads (expanded here)
+ROUND_1 = "/asset-groups~{}/?expanded={}".format(
+    quote('group:"demo/round_1"', safe=""), quote("global@global:demo,global@global:demo/round_1", safe="")
+)
+
+
 def test_a_round_group_shows_its_stages(ui: str, browser: object) -> None:
-    browser.get(f"{ui}/locations/{LOCATION}/asset-groups/{quote('demo/round_1', safe='')}")
+    browser.get(ui + ROUND_1)
     stages = {"generations", "verifications", "filtered", "gap", "checkpoint"}
     wait_for(browser, "round 1's stages in its group", lambda: stages <= set(text(browser).split()))
+    assert {"demo", "round_1"} <= drawn_groups(browser)
     shot(browser, "01-round-group")
 
 
