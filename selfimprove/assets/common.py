@@ -13,7 +13,7 @@ import dagster as dg
 import pyarrow as pa
 
 from selfimprove.render import md_table
-from selfimprove.resources.warehouse import Warehouse
+from selfimprove.resources.warehouse import Warehouse, table_digest
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
 from selfimprove.variants import merge_variants
@@ -74,14 +74,6 @@ def digest(*parts: object) -> str:
         h.update(str(p).encode())
         h.update(b"\x1f")
     return h.hexdigest()[:24]
-
-
-def table_digest(table: pa.Table) -> str:
-    """Content hash of a table (schema and values): the asset's DataVersion."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
 
 
 def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:
