@@ -66,11 +66,22 @@ def fit(
         trainer.train()
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
-    history = trainer.state.log_history
-    curve = [round(float(h["loss"]), 5) for h in history if "loss" in h]
-    margins = [float(h["rewards/margins"]) for h in history if "rewards/margins" in h]
+    steps = [h for h in trainer.state.log_history if "rewards/margins" in h]  # TRL's per-step logs
+    curve = [round(float(h["loss"]), 5) for h in steps]
+    first, last = steps[0], steps[-1]
+    # a margin can grow while the chosen completions get less likely too (logps/chosen falling): say both
     log.info(
-        "LoRA %s: %d steps, loss %.4f, reward margin %.4f", "RPO" if rpo else "DPO", len(curve), curve[-1], margins[-1]
+        "LoRA %s: %d steps, loss %.4f, reward margin %.4f, rewards/chosen %.4f, logps/chosen %.3f -> %.3f, "
+        "logps/rejected %.3f -> %.3f",
+        "RPO" if rpo else "DPO",
+        len(curve),
+        curve[-1],
+        last["rewards/margins"],
+        last["rewards/chosen"],
+        first["logps/chosen"],
+        last["logps/chosen"],
+        first["logps/rejected"],
+        last["logps/rejected"],
     )
     return curve
 
