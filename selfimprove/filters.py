@@ -211,19 +211,20 @@ def apply_empty_policy(
 @dataclass(frozen=True)
 class Filter:
     """A selection rule as configured by name: `apply(prompt_ids, scores, value, ties)` with `value` the spec
-    field `param` (FilterSpec.alpha, .tau, .k or .beta; None for majority) and `ties` a `TIES` rule (used by the
-    per-prompt cuts). `scores` are the verifiers' scores, or, for `needs = "answers"`, each sample's vote share
-    (`voting.vote_share` of its answer class)."""
+    field `param` (FilterSpec.alpha, .tau, .k or .beta; None for majority) and `ties` a `TIES` rule, which only
+    the per-prompt cuts read (`uses_ties`). `scores` are the verifiers' scores, or, for `needs = "answers"`, each
+    sample's vote share (`voting.vote_share` of its answer class)."""
 
     apply: Callable[[ArrayLike, ArrayLike, float | None, Ties], FloatArray]
     param: str | None
     needs: Literal["scores", "answers"] = "scores"
+    uses_ties: bool = False  # whether `filter.ties` changes what it keeps
 
 
 FILTERS: dict[str, Filter] = {
-    "quantile": Filter(lambda ids, s, alpha, ties: quantile_filter(ids, s, float(alpha), ties), "alpha"),
+    "quantile": Filter(lambda ids, s, a, ties: quantile_filter(ids, s, float(a), ties), "alpha", uses_ties=True),
     "threshold": Filter(lambda ids, s, tau, ties: threshold_filter(s, float(tau)), "tau"),
-    "topk": Filter(lambda ids, s, k, ties: topk_filter(ids, s, int(k), ties), "k"),
+    "topk": Filter(lambda ids, s, k, ties: topk_filter(ids, s, int(k), ties), "k", uses_ties=True),
     "reweight": Filter(lambda ids, s, beta, ties: reweight(ids, s, float(beta)), "beta"),
     # the prompt's most frequent answer: the top vote share, tied answers all kept (= majority_filter)
     "majority": Filter(lambda ids, share, _, ties: topk_filter(ids, share, 1, "keep"), None, "answers"),

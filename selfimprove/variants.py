@@ -19,14 +19,17 @@ VARIANT_COLUMNS = ("variant", "current", "inputs")
 
 def variant_key(f: FilterSpec, methods: list[str]) -> str:
     """A short, path-safe key of one filter setting: the kind and its parameter, then any other field the
-    setting changes from the defaults (ensemble only when several methods are combined)."""
-    param = filters.FILTERS[f.kind].param  # None: a filter without a parameter (majority)
-    key = f.kind if param is None else f"{f.kind}_{param}{getattr(f, param):.10g}"  # distinct values, distinct keys
-    per_kind = {"kind"} | {x.param for x in filters.FILTERS.values() if x.param}
+    setting changes from the defaults, among the fields its kind reads (`ties` only for the per-prompt cuts,
+    `ensemble` only when several verifiers' scores are combined), so one setting has one key."""
+    kind = filters.FILTERS[f.kind]
+    key = f.kind if kind.param is None else f"{f.kind}_{kind.param}{getattr(f, kind.param):.10g}"  # distinct values
+    unused = {"kind"} | {x.param for x in filters.FILTERS.values() if x.param}
+    if not kind.uses_ties:
+        unused.add("ties")
+    if len(methods) < 2 or kind.needs != "scores":
+        unused.add("ensemble")
     for name, field in FilterSpec.model_fields.items():
-        if name in per_kind or (name == "ensemble" and len(methods) < 2):
-            continue
-        if getattr(f, name) != field.default:
+        if name not in unused and getattr(f, name) != field.default:
             key += f"_{name}-{getattr(f, name)}"
     return key
 

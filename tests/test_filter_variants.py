@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from selfimprove import filters
 from selfimprove.assets.common import Experiment, beside_other_settings
 from selfimprove.assets.filtered import FilterConfig
 from selfimprove.definitions import build_definitions
@@ -54,6 +56,28 @@ def test_variant_keys_tell_settings_apart() -> None:
         "quantile_alpha0.1234567",  # two close settings are two variants, not one replacing the other
         "quantile_alpha0.12345678",
     }
+
+
+def test_a_variant_key_carries_only_the_fields_its_kind_reads() -> None:
+    """One setting, one key: `ties` changes nothing for threshold, reweight or majority, and `ensemble` nothing
+    for majority (it reads no verifier), so they stay out of those keys; the per-prompt cuts keep their keys."""
+    for kind, plain in (("threshold", "threshold_tau0.5"), ("reweight", "reweight_beta0.1"), ("majority", "majority")):
+        assert variant_key(FilterSpec(kind=kind, ties="keep"), ["mc"]) == plain
+        assert variant_key(FilterSpec(kind=kind, ties="keep", ensemble="mean"), ["mc", "cot_binary"]) == (
+            plain if kind == "majority" else f"{plain}_ensemble-mean"
+        )
+    assert variant_key(FilterSpec(kind="quantile", ties="keep"), ["mc"]) == "quantile_alpha0.5_ties-keep"
+    assert variant_key(FilterSpec(kind="topk", k=2, ties="keep"), ["mc"]) == "topk_k2_ties-keep"
+
+
+def test_uses_ties_says_which_filters_the_tie_rule_changes() -> None:
+    """The registry's `uses_ties` (what the keys and the rule text follow) against what each filter keeps on
+    binary scores, where every per-prompt cut ties."""
+    ids, scores = ["p"] * 4 + ["q"] * 4, np.array([1, 0, 0, 0, 1, 1, 1, 0], dtype=float)
+    for name, f in filters.FILTERS.items():
+        value = getattr(FilterSpec(k=2), f.param) if f.param else None  # top-1 cannot tie across its cut
+        keep, drop = (f.apply(ids, scores, value, t) for t in ("keep", "drop"))
+        assert (not np.array_equal(keep, drop)) == f.uses_ties, name
 
 
 def test_rows_of_other_code_or_other_inputs_are_not_kept_beside(tmp_path: Path) -> None:

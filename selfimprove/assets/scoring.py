@@ -83,6 +83,6 @@ def rule(f: FilterSpec, methods: list[str]) -> str:
     kind = filters.FILTERS[f.kind]
     if kind.param is None:
         return f"{f.kind}(answers)"
-    ties = f", ties={f.ties}" if f.kind in ("quantile", "topk") else ""
+    ties = f", ties={f.ties}" if kind.uses_ties else ""
     joined = f" {f.ensemble.upper()} ".join(methods) if len(methods) > 1 else methods[0]
     return f"{joined}: {f.kind}({kind.param}={getattr(f, kind.param)}{ties})"
