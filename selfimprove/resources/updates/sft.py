@@ -1,6 +1,6 @@
 """SFT on the filtered samples (rejection-sampling fine-tuning): loss on completion tokens only, each sample's
 mean token loss weighted by its filter weight. A plain loop: per-sample weights and per-sample loss means are
-what TRL's SFTTrainer does not do without a custom loss and collator (see docs/benchmarks.md)."""
+what TRL 1.16's SFTTrainer does not do without a subclass and a collator of our own (docs/architecture.md)."""
 
 from __future__ import annotations
 
