@@ -1,15 +1,19 @@
-"""One round of each distillation update on the same samples: SFT (the demo's round-0 checkpoint) against DPO and
-RPO on pairs from the same CoT-Binary ranking, compared by held-out greedy accuracy (docs/results.md, section 5).
+"""One round of each distillation update on the same samples, side by side: SFT (experiments/demo.yaml) against
+DPO (demo_dpo, demo_dpo_gentle) and RPO (demo_rpo) on pairs from the same CoT-Binary ranking, each trained here
+from the base model with its experiment's distill settings, compared by held-out greedy accuracy (docs/results.md,
+section 5) and training time (docs/benchmarks.md).
 
-Needs the demo's round 0 in the warehouse (`selfimprove demo`, or its round-0 assets). Trains DPO and RPO with
-the demo's distill settings from the base model (round 0 starts from it), then decodes the 200 held-out
-prompts greedily with each model:
+Needs round 0 of one of these experiments in the warehouse (`selfimprove demo`; they share the model, seed and
+filter, so their round-0 samples are the same; `--samples NAME` picks another than the demo). Each row retrains what
+the experiment's round-0 checkpoint trained (same samples, settings and seed) and, where that experiment has run,
+says whether the weights equal its stored checkpoint's. Experiments to compare as arguments (default: all four):
 
-    .venv/bin/python bench/update_quality.py
+    nice .venv/bin/python bench/update_quality.py [--samples demo_rpo] [demo demo_dpo demo_dpo_gentle demo_rpo]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +28,15 @@ from selfimprove.resources.trainer import train_lora
 from selfimprove.resources.transformers_engine import TransformersEngine
 from selfimprove.resources.warehouse import Warehouse
 from selfimprove.spec import load_spec
+from selfimprove.state import from_state
+from selfimprove.variants import current
 
 REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ("demo", "demo_dpo", "demo_dpo_gentle", "demo_rpo")
 
 
-def greedy_accuracy(exp: Experiment, path: str, prompts) -> float:
-    engine = TransformersEngine.from_path(path, batch_size=exp.spec.model.batch_size)
+def greedy_accuracy(exp: Experiment, path: str | Path, prompts) -> float:
+    engine = TransformersEngine.from_path(from_state(path), batch_size=exp.spec.model.batch_size)
     table = sample_and_grade(
         engine=engine,
         task=exp.task,
@@ -48,31 +55,52 @@ def greedy_accuracy(exp: Experiment, path: str, prompts) -> float:
     return sum(correct) / len(correct)
 
 
-def main() -> None:
-    spec = load_spec(REPO / "experiments" / "demo.yaml")
-    exp = Experiment(spec)
+def stored_digest(wh: Warehouse, name: str) -> str | None:
+    """The weight digest of experiment `name`'s round-0 checkpoint, if it has one."""
+    if not wh.exists("checkpoint", name, 0):
+        return None
+    return wh.read("checkpoint", name, 0).to_pylist()[0]["weight_digest"]
+
+
+def main(names: list[str], samples: str) -> None:
+    demo = Experiment(load_spec(REPO / "experiments" / "demo.yaml"))
     wh = Warehouse(warehouse_root())
-    g, v = wh.read("generations", "demo", 0), wh.read("verifications", "demo", 0)
-    prompts = wh.read("prompts", "demo")
-    base = wh.read("base_model", "demo").to_pylist()[0]["path"]
-    sft = wh.read("checkpoint", "demo", 0).to_pylist()[0]
-    rows = [("base (round-0 model)", base, "", None), ("sft", sft["path"], f"{sft['n_examples']} samples", None)]
+    g, v = wh.read("generations", samples, 0), wh.read("verifications", samples, 0)
+    prompts = wh.read("prompts", samples)
+    base = wh.read("base_model", samples).to_pylist()[0]["path"]
+    filtered = current(wh.read("filtered", samples, 0))
     out = Path(tempfile.mkdtemp(prefix="update_quality-"))
-    for update in ("dpo", "rpo"):
-        s = spec.model_copy(update={"distill": spec.distill.model_copy(update={"update": update})})
-        pairs = pair_rows(s, g, v, None)
-        chosen, rejected = pairs.column("chosen_correct").to_pylist(), pairs.column("rejected_correct").to_pylist()
-        right = sum(a and not b for a, b in zip(chosen, rejected, strict=True))
+    rows = [("base (the round-0 model)", "", "", "", "", greedy_accuracy(demo, base, prompts))]
+    print(rows[0], flush=True)
+    for name in names:
+        spec = load_spec(REPO / "experiments" / f"{name}.yaml")
+        d = spec.distill
+        if d.update == "sft":
+            table, data = filtered, f"{filtered.num_rows} kept samples"
+        else:
+            table = pair_rows(spec, g, v, None)
+            chosen, rejected = table.column("chosen_correct").to_pylist(), table.column("rejected_correct").to_pylist()
+            right = sum(a and not b for a, b in zip(chosen, rejected, strict=True))
+            data = f"{table.num_rows} pairs ({right / table.num_rows:.0%} right over wrong)"
         start = time.perf_counter()
-        m = train_lora(base, training_data(update, pairs), s.distill, out / update, seed=spec.seed)
+        m = train_lora(from_state(base), training_data(d.update, table), d, out / name, seed=spec.seed)
         seconds = time.perf_counter() - start
-        note = f"{pairs.num_rows} pairs ({right / pairs.num_rows:.0%} right over wrong), {seconds:.0f} s"
-        rows.append((update, m["path"], note, m["loss_curve"][-1]))
-    print("| model | trained on | held-out greedy accuracy |")
-    print("|---|---|---:|")
-    for name, path, note, _ in rows:
-        print(f"| {name} | {note} | {greedy_accuracy(exp, path, prompts):.3f} |", flush=True)
+        stored = stored_digest(wh, name)
+        if stored is not None:
+            data += f", weights {'equal to' if m['weight_digest'] == stored else 'DIFFERENT from'} {name}'s round 0"
+        setting = f"{d.update}, lr {d.learning_rate:g}" + ("" if d.update == "sft" else f", beta {d.beta:g}")
+        acc = greedy_accuracy(demo, m["path"], prompts)
+        rows.append((name, setting, data, str(len(m["loss_curve"])), f"{seconds:.0f}", acc))
+        print(rows[-1], flush=True)
+    print("\n| experiment's update | setting | trained on | steps | train s | held-out greedy accuracy |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, setting, data, steps, seconds, acc in rows:
+        print(f"| {name} | {setting} | {data} | {steps} | {seconds} | {acc:.3f} |")
 
 
 if __name__ == "__main__":
-    main()
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("experiments", nargs="*", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    cli.add_argument("--samples", default="demo", choices=EXPERIMENTS, help="whose round-0 samples to train on")
+    args = cli.parse_args()
+    main(args.experiments, args.samples)
