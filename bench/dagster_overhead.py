@@ -10,9 +10,9 @@ filtered, gap, checkpoint) twice from an empty warehouse and a fresh SELFIMPROVE
   reuses the project's), timed from building the definitions and opening the instance to the end of
   the run. `--compare` adds the same with Dagster's default sqlite event log, and an in-memory instance.
 - **direct**: the same asset functions, invoked directly in dependency order (Dagster's direct
-  invocation: the asset body with its resources, no run, no event log, no steps) and each table
-  written to the warehouse as the IO manager writes it. Asset checks are not run on this path, so the
-  ratio charges the checks' own work to Dagster as well.
+  invocation: the asset body with its resources, no run, no event log, no steps), each table
+  written to the warehouse as the IO manager writes it and read back as it loads it. Asset checks are
+  not run on this path, so the ratio charges the checks' own work to Dagster as well.
 
 The order alternates within pairs. Every pair checks that both paths gave the same rows (every column
 but paths) and the same LoRA weight digest. Prints a Markdown table (wall and CPU time: on a shared
@@ -50,6 +50,7 @@ from selfimprove.resources.io_manager import WarehouseResource, partition_of  # 
 from selfimprove.resources.warehouse import Warehouse  # noqa: E402
 from selfimprove.spec import ExperimentSpec  # noqa: E402
 from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
+from selfimprove.variants import current  # noqa: E402
 
 STAGES = ["generations", "verifications", "filtered", "gap", "checkpoint"]
 COMPARED = ["generations", "verifications", "filtered", "checkpoint"]
@@ -138,7 +139,7 @@ def run_direct(spec: ExperimentSpec, root: Path) -> tuple[float, float]:
         table = out.value if isinstance(out, dg.Output) else out
         stage, experiment, round_ = partition_of(key)
         wh.write(stage, table, experiment, round_)
-        values[key] = table
+        values[key] = current(wh.read(stage, experiment, round_))  # what the IO manager's load_input hands on
     EngineResource().release()
     return time.perf_counter() - start, time.process_time() - cpu
 

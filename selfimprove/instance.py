@@ -94,11 +94,23 @@ def prepare_instance() -> Path:
     return home
 
 
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"  # the repo's code location
+MODULE = "selfimprove.definitions"
+
+
+def dev_args(argv: list[str]) -> list[str]:
+    """The `dagster dev` command line: the repo's workspace.yaml by its absolute path (so it works from any
+    directory), or the code location's module where the package is installed without the repo."""
+    if "-w" in argv or "-m" in argv:
+        return [str(Path(sys.executable).with_name("dagster")), "dev", *argv]
+    where = ["-w", str(WORKSPACE)] if WORKSPACE.exists() else ["-m", MODULE]
+    return [str(Path(sys.executable).with_name("dagster")), "dev", *where, *argv]
+
+
 def dev(argv: list[str]) -> int:
     """`selfimprove dev [dagster dev options]`: the UI, daemon and code server on the prepared instance."""
     prepare_instance()
-    dagster = Path(sys.executable).with_name("dagster")
-    args = [str(dagster), "dev", *(argv if "-w" in argv or "-m" in argv else ["-w", "workspace.yaml", *argv])]
+    args = dev_args(argv)
     # `dagster dev` warns that `dg dev` (dagster-dg-cli, not installed here) supersedes it: known, not news
     quiet = "ignore:Function `dev_command` is superseded:FutureWarning"
     env = {**os.environ, "PYTHONWARNINGS": ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)}

@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
-MODULE = "selfimprove.definitions"
+from selfimprove.instance import MODULE, WORKSPACE
 
 
 def location_origin() -> Any:

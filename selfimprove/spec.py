@@ -32,6 +32,15 @@ def _dagster_name(v: str) -> str:
 DagsterName = Annotated[str, AfterValidator(_dagster_name)]
 
 
+def _group_path(v: str) -> str:
+    for part in v.split("/") if v else []:
+        _dagster_name(part)
+    return v
+
+
+GroupPath = Annotated[str, AfterValidator(_group_path)]  # Dagster nests groups at "/": `smollm2`, `a/b`
+
+
 def _known_method(v: str) -> str:
     from selfimprove.verification import VERIFIERS  # the registry imports this module only for typing
 
@@ -263,6 +272,7 @@ class ExecutionSpec(Strict):
 class ExperimentSpec(Strict):
     name: DagsterName
     description: str = ""
+    group: GroupPath = ""  # the UI group the experiment's own group nests in ("" = top level)
     model: ModelSpec
     task: TaskSpec = TaskSpec()
     generation: GenerationSpec = GenerationSpec()

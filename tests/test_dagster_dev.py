@@ -205,7 +205,7 @@ def test_dagster_dev_serves_every_demo_asset(server: tuple[subprocess.Popen, int
         time.sleep(1)
     assert expected <= served.keys(), sorted(expected - served.keys())
     assert {k for k in served if k.startswith("demo/")} == expected
-    assert served["demo/round_1/gap"] == "demo_round_1"
+    assert served["demo/round_1/gap"] == "demo/round_1"
     assert served["demo/report"] == "demo"
 
     # dagster dev runs the webserver, the daemon and a code server below it, all in its process group
@@ -229,3 +229,15 @@ def test_dagster_dev_serves_every_demo_asset(server: tuple[subprocess.Popen, int
         time.sleep(0.2)
     left_in_group = in_group(proc.pid)
     assert not left_in_group, f"processes left in the server's group: {left_in_group}"
+
+
+def test_dev_finds_the_workspace_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`selfimprove dev` outside the repo root passed a relative `workspace.yaml` and could not start."""
+    from selfimprove.instance import dev_args
+
+    monkeypatch.chdir(tmp_path)
+    args = dev_args(["-p", "3001"])
+    w = Path(args[args.index("-w") + 1])
+    assert w.is_absolute() and w == REPO / "workspace.yaml" and w.exists()
+    assert args[-2:] == ["-p", "3001"]
+    assert dev_args(["-m", "my.defs"])[2:] == ["-m", "my.defs"]  # the user's own location is left alone

@@ -47,7 +47,7 @@ def test_lineage(run: tuple) -> None:
     assert {"micro/round_0/gap", "micro/round_0/filtered"} <= deps["micro/round_0/checkpoint"]
     assert deps["micro/round_2/eval"] == {"micro/prompts", "micro/round_1/checkpoint"}
     assert len([k for k in deps if k.endswith("/eval")]) == 3  # R + 1 evaluations
-    assert graph.get(dg.AssetKey(["micro", "round_1", "filtered"])).group_name == "micro_round_1"
+    assert graph.get(dg.AssetKey(["micro", "round_1", "filtered"])).group_name == "micro/round_1"
 
 
 def test_row_counts(run: tuple) -> None:

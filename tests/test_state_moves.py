@@ -17,6 +17,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 import selfimprove.resources.engines as engines_mod
+from selfimprove.assets import plots
 from selfimprove.definitions import build_definitions
 from selfimprove.resources.engines import EngineResource, open_engine
 from selfimprove.resources.models import adapter_base_path, load_model, weight_digest
@@ -85,7 +86,10 @@ def test_tampered_checkpoint_is_retrained_and_a_copied_home_uses_its_own_folders
     home.rename(gone)
     constructed: list[str] = []
     monkeypatch.setattr(engines_mod, "open_engine", lambda p, m: constructed.append(str(p)) or open_engine(p, m))
+    drawn: list[str] = []  # a reused checkpoint's loss figure is the one drawn when it was trained (0.5 s each)
+    monkeypatch.setattr(plots, "loss_figure", lambda losses, title: drawn.append(title) or b"")
     wh = run(copy, monkeypatch)
+    assert drawn == []
     assert not home.exists()
     moved = wh.read("checkpoint", "micro", 0).to_pylist()[0]
     assert moved["reused"] is True and moved["weight_digest"] == ckpt["weight_digest"]

@@ -95,6 +95,13 @@ def reusable(out: Path) -> dict | None:
     return manifest
 
 
+def loss_png(manifest: dict, r: int) -> bytes:
+    """The loss curve's figure, kept beside the checkpoint's weights (drawn once, however often it is reused)."""
+    title = f"round {r}: LoRA loss"
+    name = f"loss-{digest(manifest['loss_curve'], title)}.png"
+    return plots.png_once(from_state(manifest["path"]) / name, lambda: plots.loss_figure(manifest["loss_curve"], title))
+
+
 def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     spec = exp.spec
     data = UPDATES[spec.distill.update].data  # the round table the update trains on
@@ -144,9 +151,7 @@ def checkpoint_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
                 "final_loss": row["final_loss"],
                 "n_examples": row["n_examples"],
                 "loss": dg.MetadataValue.md(plots.md_chart({"loss": manifest["loss_curve"]})),
-                "loss_curve": dg.MetadataValue.md(
-                    plots.md_image(plots.loss_figure(manifest["loss_curve"], f"round {r}: LoRA loss"), "loss curve")
-                ),
+                "loss_curve": dg.MetadataValue.md(plots.md_image(loss_png(manifest, r), "loss curve")),
                 **where,
             },
             ["path", "weight_digest", "n_examples", "final_loss"],

@@ -13,7 +13,7 @@ import dagster as dg
 import pyarrow as pa
 
 from selfimprove.render import md_table
-from selfimprove.resources.warehouse import Warehouse
+from selfimprove.resources.warehouse import Warehouse, table_digest
 from selfimprove.spec import ExperimentSpec
 from selfimprove.tasks.base import Task
 from selfimprove.variants import merge_variants
@@ -22,9 +22,11 @@ from selfimprove.verdicts import Verdict, verdict_markdown
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment spec seen from the asset graph."""
+    """An experiment spec seen from the asset graph. `parent`: the group it is shown inside (a study's for
+    its members), else the spec's `group`."""
 
     spec: ExperimentSpec
+    parent: str = ""
 
     @property
     def name(self) -> str:
@@ -38,7 +40,10 @@ class Experiment:
         return self.key("base_model") if round == 0 else self.key("checkpoint", round - 1)
 
     def group(self, round: int | None = None) -> str:
-        return self.name if round is None else f"{self.name}_round_{round}"
+        """`demo`, `demo/round_1`: Dagster nests groups at `/`, so the global lineage shows one tile per
+        experiment (or study) that opens onto its rounds."""
+        parts = [self.parent or self.spec.group, self.name, None if round is None else f"round_{round}"]
+        return "/".join(p for p in parts if p)
 
     @cached_property
     def task(self) -> Task:
@@ -58,20 +63,17 @@ class Experiment:
         return self.spec.model.embedded is not None
 
 
+def study_group(study: str) -> str:
+    """The group of a study's own assets; its members' groups nest inside it."""
+    return f"study_{study}"
+
+
 def digest(*parts: object) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(str(p).encode())
         h.update(b"\x1f")
     return h.hexdigest()[:24]
-
-
-def table_digest(table: pa.Table) -> str:
-    """Content hash of a table (schema and values): the asset's DataVersion."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
 
 
 def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:

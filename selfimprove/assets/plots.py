@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +44,18 @@ def artifact_path(kind: str, name: str, figure: str) -> str:
 def md_image(png: bytes, alt: str) -> str:
     """Markdown showing the PNG inline (a base64 data URI; Dagster's metadata markdown renders it)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def png_once(path: Path, render: Callable[[], bytes]) -> bytes:
+    """The PNG at `path`, rendered and written (atomically) the first time: a figure of data that never
+    changes, such as a saved checkpoint's loss curve, is drawn once, not on every cached rerun."""
+    if path.is_file():
+        return path.read_bytes()
+    png = render()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)
+    return png
 
 
 MD_INLINE_LIMIT = 1000  # Dagster's UI renders markdown metadata inline below this many characters

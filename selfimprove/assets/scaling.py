@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from selfimprove import metrics
 from selfimprove.assets import plots
-from selfimprove.assets.common import preview, table_digest, verdict_metadata
+from selfimprove.assets.common import preview, study_group, table_digest, verdict_metadata
 from selfimprove.render import md_table, num
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.verdicts import verdicts
@@ -203,7 +203,7 @@ def relative_gap_asset(
     @dg.asset(
         key=dg.AssetKey([study, "relative_gap"]),
         ins=ins,
-        group_name=f"study_{study}",
+        group_name=study_group(study),
         kinds={"parquet"},
         code_version=CODE_VERSION,
         description=(
@@ -249,7 +249,7 @@ def cross_verification_asset(
     @dg.asset(
         key=dg.AssetKey([study, "cross_verification"]),
         ins=ins,
-        group_name=f"study_{study}",
+        group_name=study_group(study),
         kinds={"parquet"},
         code_version=CODE_VERSION,
         description=(

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from selfimprove import sweeps
 from selfimprove.assets import plots
-from selfimprove.assets.common import preview, table_digest
+from selfimprove.assets.common import preview, study_group, table_digest
 from selfimprove.assets.scaling import MemberRef, write_study_table
 from selfimprove.render import md_table
 from selfimprove.resources.io_manager import WarehouseResource
@@ -144,7 +144,7 @@ def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefiniti
     @dg.asset(
         key=dg.AssetKey([study, "thresholds"]),
         ins=ins,
-        group_name=f"study_{study}",
+        group_name=study_group(study),
         kinds={"parquet"},
         code_version=CODE_VERSION,
         description=f"Study {study}: each member's best filter threshold and curve shape per verifier (paper §6.1), "

@@ -1,7 +1,7 @@
 """The round factory: one experiment spec -> its assets, checks and job.
 
 Rounds are key prefixes, not partitions: round r's generations depend on round r-1's checkpoint, and
-that lineage is visible in the UI. Each round is a group of its own.
+that lineage is visible in the UI. Each round is a group nested in its experiment's (`demo/round_1`).
 """
 
 from __future__ import annotations

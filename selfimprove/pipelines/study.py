@@ -29,7 +29,7 @@ import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
 from selfimprove.assets.analyses import threshold_sweep_asset, verifier_overlap_asset
-from selfimprove.assets.common import Experiment
+from selfimprove.assets.common import Experiment, study_group
 from selfimprove.assets.gaps import gap_asset
 from selfimprove.assets.generations import generations_asset
 from selfimprove.assets.models import base_model_asset
@@ -252,8 +252,9 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
     """
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
-    exps: list[Experiment] = [Experiment(m.spec) for m in study.members]
-    exps += [CrossExperiment(c.spec, generator=c.generator) for c in study.cells]
+    group = study_group(study.name)
+    exps: list[Experiment] = [Experiment(m.spec, parent=group) for m in study.members]
+    exps += [CrossExperiment(c.spec, parent=group, generator=c.generator) for c in study.cells]
     for exp in exps:
         known = defined.get(exp.name)
         if known is not None:

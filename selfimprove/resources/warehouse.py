@@ -12,6 +12,7 @@ Every write goes to a temp file under `_staging` first and is then moved into pl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -28,6 +29,18 @@ from selfimprove.state import pid_alive, warehouse_root
 PARTITION_COLUMNS = ("experiment", "round")
 STAGING = "_staging"
 DATA_FILE = "data.parquet"
+DIGEST_KEY = b"selfimprove.digest"  # a stored table's content digest, in its Parquet schema metadata
+
+
+def table_digest(table: pa.Table) -> str:
+    """Content hash of a table (schema and values): the asset's DataVersion, and how a write knows the
+    stored table is already this one."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
+
+
 _STAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SHARD_RE = re.compile(r"shard-(\d+)\.parquet")
@@ -198,7 +211,9 @@ class Warehouse:
     def _read_file(self, path: str) -> pa.Table:
         try:
             with self.fs.open(path, "rb") as f:
-                return pq.read_table(f)
+                table = pq.read_table(f)
+            meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != DIGEST_KEY}
+            return table.replace_schema_metadata(meta or None)
         except pa.ArrowInvalid as e:
             raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
 
@@ -214,8 +229,20 @@ class Warehouse:
             raise ValueError(f"stage {stage!r} is a {kind} stage; got round={round!r}")
         table = _strip_partition_columns(table, experiment, round)
         final = self._p(f"{rel}/{DATA_FILE}")
-        self._write_file(table, final, self._tmp("parquet"))
+        digest = table_digest(table)
+        if self._stored_digest(final) != digest:  # a cached rerun's identical table is not written again
+            meta = {**(table.schema.metadata or {}), DIGEST_KEY: digest.encode()}
+            self._write_file(table.replace_schema_metadata(meta), final, self._tmp("parquet"))
         return WriteResult(self.url(f"{rel}/{DATA_FILE}"), table.num_rows)
+
+    def _stored_digest(self, path: str) -> str | None:
+        """The digest a stored table was written with (its footer only), None if absent or unreadable."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                meta = pq.read_schema(f).metadata or {}
+        except (FileNotFoundError, pa.ArrowInvalid, OSError):
+            return None
+        return meta[DIGEST_KEY].decode() if DIGEST_KEY in meta else None
 
     def read(self, stage: str, experiment: str, round: int | None = None) -> pa.Table:
         """One partition, with `experiment` (string) and, for round stages, `round` (int64) added back."""

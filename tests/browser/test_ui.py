@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -159,23 +160,34 @@ def shot(driver: object, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def test_lineage_shows_the_demo_groups(ui: str, browser: object) -> None:
+def drawn_groups(driver: object) -> set[str]:
+    """The names on the group tiles the lineage draws (Dagster renders only those inside the viewport)."""
+    tiles = driver.find_elements("css selector", "svg foreignObject.group")
+    return {line.strip() for tile in tiles for line in tile.text.splitlines()[:1]}
+
+
+def test_lineage_opens_on_the_demo(ui: str, browser: object) -> None:
+    """One tile per experiment and study (groups nest at `/`), the demo's drawn in the first view."""
     browser.get(f"{ui}/asset-groups")
-    wait_for(
-        browser,
-        "demo groups in lineage",
-        lambda: {"demo", "demo_round_0", "demo_round_2"} <= set(text(browser).split()),
-    )
+    wait_for(browser, "the demo's tile in the lineage's first view", lambda: "demo" in drawn_groups(browser))
     shot(browser, "00-lineage")
+    assert "round_0" not in drawn_groups(browser)  # rounds are inside their experiment's tile
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     (ARTIFACTS / "console.txt").write_text("\n".join(errors))
     assert not [e for e in errors if "Expected a definition" in e], errors
 
 
+# The lineage filtered to one round's group, expanded: where an asset page's group link leads (expanded here)
+ROUND_1 = "/asset-groups~{}/?expanded={}".format(
+    quote('group:"demo/round_1"', safe=""), quote("global@global:demo,global@global:demo/round_1", safe="")
+)
+
+
 def test_a_round_group_shows_its_stages(ui: str, browser: object) -> None:
-    browser.get(f"{ui}/locations/{LOCATION}/asset-groups/demo_round_1")
+    browser.get(ui + ROUND_1)
     stages = {"generations", "verifications", "filtered", "gap", "checkpoint"}
     wait_for(browser, "round 1's stages in its group", lambda: stages <= set(text(browser).split()))
+    assert {"demo", "round_1"} <= drawn_groups(browser)
     shot(browser, "01-round-group")
 
 
