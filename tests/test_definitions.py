@@ -63,21 +63,22 @@ def test_every_asset_has_description_kinds_code_version_and_group() -> None:
 
 def test_global_lineage_has_one_top_level_group_per_experiment_and_study() -> None:
     """Dagster nests groups at `/`: 55 flat groups (one per round) put the demo off the global lineage's first
-    view; nested, its top level is one tile per experiment (or its spec's `group`) and per study."""
+    view; nested, its top level is one tile per experiment (or its spec's `group`) and one for the studies."""
     from selfimprove.definitions import experiment_specs, study_specs
 
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     top = {g.split("/")[0] for g in groups}
-    assert top == {(s.group or s.name).split("/")[0] for s in experiment_specs()} | {
-        f"study_{s.name}" for s in study_specs()
+    assert top == {(s.group or s.name).split("/")[0] for s in experiment_specs()} | {"studies"}
+    assert {g for g in groups if g.count("/") == 1 and g.startswith("studies/")} == {
+        f"studies/{s.name}" for s in study_specs()
     }
     assert len(top) <= 7  # what the lineage's first view shows at 1600x1000 (tests/browser: the demo in it)
     assert graph.get(dg.AssetKey(["demo", "round_1", "gap"])).group_name == "demo/round_1"
     assert graph.get(dg.AssetKey(["smollm2_gsm8k", "round_0", "gap"])).group_name == "smollm2/smollm2_gsm8k/round_0"
-    assert graph.get(dg.AssetKey(["scaling_xs", "round_0", "gap"])).group_name == "study_scaling/scaling_xs/round_0"
-    assert graph.get(dg.AssetKey(["scaling_xs", "base_model"])).group_name == "study_scaling/scaling_xs"
-    assert graph.get(dg.AssetKey(["scaling", "relative_gap"])).group_name == "study_scaling"
+    assert graph.get(dg.AssetKey(["scaling_xs", "round_0", "gap"])).group_name == "studies/scaling/scaling_xs/round_0"
+    assert graph.get(dg.AssetKey(["scaling_xs", "base_model"])).group_name == "studies/scaling/scaling_xs"
+    assert graph.get(dg.AssetKey(["scaling", "relative_gap"])).group_name == "studies/scaling"
 
 
 def test_demo_groups_and_kinds() -> None:

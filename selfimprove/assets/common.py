@@ -64,8 +64,9 @@ class Experiment:
 
 
 def study_group(study: str) -> str:
-    """The group of a study's own assets; its members' groups nest inside it."""
-    return f"study_{study}"
+    """The group of a study's own assets (inside one `studies` group, so that adding a study adds no tile to
+    the global lineage); its members' groups nest inside it."""
+    return f"studies/{study}"
 
 
 def digest(*parts: object) -> str:
