@@ -30,6 +30,7 @@ __all__ = [
     "TAUS",
     "Shape",
     "best_rows",
+    "pairwise_transfer",
     "shape",
     "sweep_rows",
     "transfer",
@@ -90,13 +91,18 @@ def _by_curve(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tu
     return curves
 
 
+def _rank(r: Mapping[str, Any]) -> tuple[float, float]:
+    """The order of settings on one curve: the higher gap; on equal gaps the one keeping more."""
+    return (r["gap"], r["kept_fraction"])
+
+
 def best_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("verifier", "axis")) -> set[int]:
     """Indices (into `rows`) of each curve's best setting: the highest gap; on equal gaps the one keeping more."""
     best: dict[tuple[Hashable, ...], int] = {}
     for i, r in enumerate(rows):
         k = tuple(r[x] for x in keys)
         j = best.get(k)
-        if j is None or (r["gap"], r["kept_fraction"]) > (rows[j]["gap"], rows[j]["kept_fraction"]):
+        if j is None or _rank(r) > _rank(rows[j]):
             best[k] = i
     return set(best.values())
 
@@ -136,6 +142,19 @@ def shape(curve: Sequence[Mapping[str, Any]]) -> Shape:
     return Shape(bool(interior), rising, float(peak["strictness"]), evidence)
 
 
+def _reaches(at: Mapping[str, Any], own_best: Mapping[str, Any]) -> bool:
+    """A setting serves a member when its gap's CI there reaches the member's own best gap."""
+    return bool(at["gap_hi"] >= own_best["gap"] - 1e-12)
+
+
+def _shared(rows: Sequence[Mapping[str, Any]], member_key: str) -> tuple[list[Any], list[float], dict]:
+    """(members in order, settings every member has, (member, setting) -> row)."""
+    members = list(dict.fromkeys(r[member_key] for r in rows))
+    at = {(r[member_key], r["setting"]): r for r in rows}
+    common = sorted(s for s in {r["setting"] for r in rows} if all((m, s) in at for m in members))
+    return members, common, at
+
+
 def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> dict[str, Any]:
     """Does one curve's best setting serve the other members (sizes of a family, or tasks)?
 
@@ -144,25 +163,22 @@ def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> d
     it has a CI reaching that member's own best gap (gap_hi >= own best gap). Returns the family setting,
     each member's best setting and whether it transfers, and `holds` (True if it transfers to all).
     """
-    members = list(dict.fromkeys(r[member_key] for r in rows))
+    members, common, at = _shared(rows, member_key)
     if len(members) < 2:
         return {"holds": None, "evidence": f"needs >= 2 members, have {len(members)}"}
-    settings = sorted({r["setting"] for r in rows})
-    at = {(r[member_key], r["setting"]): r for r in rows}
-    common = [s for s in settings if all((m, s) in at for m in members)]
     if not common:
         return {"holds": None, "evidence": "no setting is shared by every member"}
     family = max(common, key=lambda s: (float(np.mean([at[(m, s)]["gap"] for m in members])), -s))
     per: dict[str, dict[str, float | bool]] = {}
     for m in members:
-        own = max((at[(m, s)] for s in common), key=lambda r: (r["gap"], r["kept_fraction"]))
+        own = max((at[(m, s)] for s in common), key=_rank)
         fam = at[(m, family)]
         per[m] = {
             "best": own["setting"],
             "best_gap": own["gap"],
             "gap_at_family": fam["gap"],
             "gap_at_family_hi": fam["gap_hi"],
-            "transfers": bool(fam["gap_hi"] >= own["gap"] - 1e-12),
+            "transfers": _reaches(fam, own),
         }
     holds = all(bool(p["transfers"]) for p in per.values())
     evidence = "; ".join(
@@ -171,3 +187,37 @@ def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> d
         for m, p in per.items()
     )
     return {"holds": holds, "family_setting": family, "members": per, "evidence": evidence}
+
+
+def pairwise_transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> list[Row]:
+    """Each member's best setting applied to every other member (does one task's best threshold serve another?).
+
+    `rows`: sweep rows of one verifier and axis for several members. One row per ordered pair (`source`,
+    `target`) over the settings every member has: the source's best setting, the target's own best setting
+    and gap, the target's gap at the source's best with its CI, and `transfers` (the same rule as `transfer`:
+    that CI reaches the target's own best gap). Empty with fewer than 2 members or no shared setting.
+    """
+    members, common, at = _shared(rows, member_key)
+    if len(members) < 2 or not common:
+        return []
+    best = {m: max((at[(m, s)] for s in common), key=_rank) for m in members}
+    out = []
+    for src in members:
+        for dst in members:
+            if src == dst:
+                continue
+            there = at[(dst, best[src]["setting"])]
+            out.append(
+                {
+                    "source": src,
+                    "target": dst,
+                    "source_best": best[src]["setting"],
+                    "target_best": best[dst]["setting"],
+                    "target_best_gap": best[dst]["gap"],
+                    "gap_at_source_best": there["gap"],
+                    "gap_at_source_best_lo": there["gap_lo"],
+                    "gap_at_source_best_hi": there["gap_hi"],
+                    "transfers": _reaches(there, best[dst]),
+                }
+            )
+    return out

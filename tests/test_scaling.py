@@ -316,6 +316,14 @@ def test_thresholds_table(micro_study: tuple) -> None:
         mine = [x for x in sweep if x["verifier"] == r["verifier"] and x["axis"] == r["axis"]]
         assert r["best_gap"] == max(x["gap"] for x in mine)
         assert r["paper_shape"] == ("interior peak" if r["verifier"] == "mc" else None)
+        # every other member's best setting, read off this member's own sweep
+        assert sorted(p["source"] for p in r["transfer_from"]) == sorted({x["size"] for x in rows} - {r["size"]})
+        for p in r["transfer_from"]:
+            (there,) = [x for x in mine if x["setting"] == p["source_best"]]
+            assert p["gap_at_source_best"] == there["gap"]
+            assert p["transfers"] == (there["gap_hi"] >= r["best_gap"] - 1e-12)
     found = {(v["verifier"], v["axis"]): v for v in threshold_verdicts(rows)}
     assert found[("oracle", "alpha")]["paper_shape"] == ""
+    assert found[("oracle", "alpha")]["pairs_transferring"].endswith(" / 6")
     assert "verdicts" in events["t/thresholds"].metadata
+    assert "pairwise_transfer" in events["t/thresholds"].metadata

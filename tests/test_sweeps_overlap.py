@@ -78,6 +78,23 @@ def test_transfer():
     assert sweeps.transfer(rows[:3])["holds"] is None
 
 
+def test_pairwise_transfer_by_hand():
+    # settings 0, 0.5, 1: task a peaks at 0.5, task b at 1.0; CIs +-0.03
+    rows = [{**r, "member": "a"} for r in _curve([0.0, 0.2, 0.1], lo_off=0.03)]
+    rows += [{**r, "member": "b"} for r in _curve([0.0, 0.17, 0.19], lo_off=0.03)]
+    pairs = {(p["source"], p["target"]): p for p in sweeps.pairwise_transfer(rows)}
+    assert set(pairs) == {("a", "b"), ("b", "a")}
+    # a's best (0.5) on b: 0.17, CI to 0.20 >= b's best 0.19 -> transfers
+    ab = pairs[("a", "b")]
+    assert ab["source_best"] == 0.5 and ab["target_best"] == 1.0 and ab["gap_at_source_best"] == 0.17
+    assert ab["transfers"] is True
+    # b's best (1.0) on a: 0.1, CI to 0.13 < a's best 0.2 -> does not
+    ba = pairs[("b", "a")]
+    assert ba["gap_at_source_best"] == 0.1 and ba["gap_at_source_best_hi"] == pytest.approx(0.13)
+    assert ba["transfers"] is False
+    assert sweeps.pairwise_transfer(rows[:3]) == []
+
+
 def test_pair_rows_and_kappa():
     a = [1.0, 0.8, 0.2, 0.1]
     b = [0.9, 0.1, 0.7, 0.2]

@@ -105,3 +105,33 @@ def test_dpo_round_through_dagster(micro_model: Path, tmp_path: Path) -> None:
     assert max(per_prompt.values()) <= spec.distill.pairs_per_prompt
     ckpt = wh.read("checkpoint", "micro_dpo", 0).to_pylist()[0]
     assert ckpt["update"] == "dpo" and ckpt["n_examples"] == len(pairs)
+
+
+def test_sft_takes_logits_only_where_completions_are(micro_model: Path) -> None:
+    """SFT's first loss equals the completion-only loss over full logits, computed by hand, while the LM head
+    sees only the positions from the batch's earliest completion on (full-vocabulary logits over the prompts
+    were most of the 14 GB peak of SFT on SmolLM2-135M: docs/benchmarks.md)."""
+    from peft import LoraConfig, get_peft_model
+
+    from selfimprove.resources.updates.sft import encode, fit
+
+    model, tok = load_model(micro_model)
+    examples = [TrainExample("12*3+4=", "x=40\n", 1.0), TrainExample("7*2+1+1+1=", "x=17\n", 0.5)]
+    enc = [encode(tok, ex) for ex in examples]
+    width = max(len(x) for x, _ in enc)
+    with torch.no_grad():  # the reference: full logits, completion tokens only, per-sample means, weighted
+        per = []
+        for x, y in enc:
+            logp = torch.log_softmax(model(input_ids=torch.tensor([x])).logits[0, :-1].float(), -1)
+            toks = [(i, t) for i, t in enumerate(y[1:]) if t != -100]
+            per.append(-sum(float(logp[i, t]) for i, t in toks) / len(toks))
+    expected = (per[0] * 1.0 + per[1] * 0.5) / 1.5
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    seen: list[int] = []
+    peft_model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    spec = DistillSpec(epochs=1, batch_size=2, learning_rate=1e-3, group_by_length=False)
+    curve = fit(peft_model, tok, examples, spec, seed=0, device="cpu")
+    assert curve[0] == pytest.approx(expected, abs=1e-4)  # the adapter starts at zero: the base model's loss
+    earliest = min(y.index(next(t for t in y if t != -100)) for _, y in enc)  # the first completion label
+    assert seen == [width - (earliest - 1)] and seen[0] < width

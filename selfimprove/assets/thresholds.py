@@ -1,13 +1,15 @@
 """Study asset `scaling/<study>/thresholds` (paper §6.1): the shape of each member's gap-vs-threshold curve
-and whether the best threshold transfers across the members (sizes of a family).
+and whether the best threshold transfers across the members (sizes of a family, or tasks on one model).
 
 Reads each member's round-0 `threshold_sweep` and writes one row per verifier x axis x member (stage
 `thresholds`, partition `experiment=<study>`): the member's best setting with its gap and CI, the curve's
 shape (`sweeps.shape`), the family setting (highest mean gap over members) and whether it transfers to the
-member (`sweeps.transfer`). Verdicts, decided on the CIs:
+member (`sweeps.transfer`), and `transfer_from`: every other member's best setting applied to this one
+(`sweeps.pairwise_transfer`). Verdicts, decided on the CIs:
 - the paper's shapes: an interior peak for MC and the tournament, a rising curve for CoT-Score, judged on
   each member with a non-trivial curve (its best gap's CI above 0);
-- the best threshold transfers across the sizes of the family, per verifier and axis.
+- the best threshold transfers across the members, per verifier and axis: the family setting to all of
+  them, and pair by pair (one member's best setting to another).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from selfimprove.assets.scaling import MemberRef, write_study_table
 from selfimprove.render import md_table
 from selfimprove.resources.io_manager import WarehouseResource
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: transfer_from (pairwise transfer)
 # The shapes §6.1 reports, per verifier (the others are measured, not judged).
 PAPER_SHAPES = {"mc": "interior peak", "tournament": "interior peak", "cot_score": "rising"}
 
@@ -39,6 +41,7 @@ def thresholds_table(refs: Sequence[MemberRef], sweeps_tables: Sequence[pa.Table
     out: list[Row] = []
     for (verifier, axis), curve_rows in _groups(rows).items():
         fam = sweeps.transfer(curve_rows, member_key="size")
+        pairs = sweeps.pairwise_transfer(curve_rows, member_key="size")
         for size, mine in _by(curve_rows, "size").items():
             best = max(mine, key=lambda r: (r["gap"], r["kept_fraction"]))
             shape = sweeps.shape(mine)
@@ -60,9 +63,39 @@ def thresholds_table(refs: Sequence[MemberRef], sweeps_tables: Sequence[pa.Table
                     "family_setting": fam.get("family_setting"),
                     "gap_at_family_setting": per.get("gap_at_family"),
                     "transfers": per.get("transfers"),
+                    "transfer_from": [_from(p) for p in pairs if p["target"] == size],
                 }
             )
     return pa.Table.from_pylist(out)
+
+
+_FROM = ("source", "source_best", "gap_at_source_best", "gap_at_source_best_lo", "gap_at_source_best_hi", "transfers")
+
+
+def _from(pair: Row) -> Row:
+    return {k: pair[k] for k in _FROM}
+
+
+def transfer_pairs(rows: Sequence[Row]) -> list[Row]:
+    """The `transfer_from` lists of a thresholds table as one row per verifier x axis x (source, target)."""
+    out = []
+    for r in rows:
+        for p in r.get("transfer_from") or []:
+            out.append(
+                {
+                    "verifier": r["verifier"],
+                    "axis": r["axis"],
+                    "from": p["source"],
+                    "to": r["size"],
+                    "best at from": p["source_best"],
+                    "best at to": r["best_setting"],
+                    "to's best gap": r["best_gap"],
+                    "to's gap at from's best [CI]": f"{p['gap_at_source_best']:.3f} "
+                    f"[{p['gap_at_source_best_lo']:.3f}, {p['gap_at_source_best_hi']:.3f}]",
+                    "transfers": "yes" if p["transfers"] else "no",
+                }
+            )
+    return out
 
 
 def _by(rows: Sequence[Row], key: str) -> dict[Any, list[Row]]:
@@ -87,6 +120,7 @@ def threshold_verdicts(rows: Sequence[Row]) -> list[Row]:
         expected = PAPER_SHAPES.get(verifier)
         shape_holds = None if expected is None or not live else all(r["shape"] == expected for r in live)
         transfers = [r["transfers"] for r in group if r["transfers"] is not None]
+        pairs = [p["transfers"] for r in group for p in r.get("transfer_from") or []]
         out.append(
             {
                 "verifier": verifier,
@@ -98,6 +132,7 @@ def threshold_verdicts(rows: Sequence[Row]) -> list[Row]:
                 "family_setting": group[0]["family_setting"],
                 "best_settings": ", ".join(f"{r['size']}: {r['best_setting']:g}" for r in group),
                 "transfer": "undecided" if len(transfers) < 2 else "holds" if all(transfers) else "does not hold",
+                "pairs_transferring": f"{sum(pairs)} / {len(pairs)}" if pairs else "",
             }
         )
     return out
@@ -133,8 +168,12 @@ def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefiniti
             "family_setting",
             "best_settings",
             "transfer",
+            "pairs_transferring",
         ]
         meta["verdicts"] = dg.MetadataValue.md(md_table(found, cols, float_format="g"))
+        pairs = transfer_pairs(table.to_pylist())
+        if pairs:
+            meta["pairwise_transfer"] = dg.MetadataValue.md(md_table(pairs, list(pairs[0]), float_format="g"))
         meta["preview"] = dg.MetadataValue.md(
             preview(table, ["verifier", "axis", "size", "best_setting", "best_gap", "shape", "transfers"], rows=40)
         )

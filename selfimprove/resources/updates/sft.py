@@ -27,6 +27,11 @@ def encode(tokenizer: Any, ex: TrainExample) -> tuple[list[int], list[int]]:
     return prompt + completion, [-100] * len(prompt) + completion
 
 
+def completion_start(labels: list[int]) -> int:
+    """The position of the first completion token (the first label that is not -100)."""
+    return next((i for i, t in enumerate(labels) if t != -100), len(labels))
+
+
 def fit(
     model: Any, tokenizer: Any, examples: Sequence[TrainExample], spec: DistillSpec, seed: int, device: str
 ) -> list[float]:
@@ -56,8 +61,12 @@ def fit(
                 x, y = encoded[i]
                 ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
             ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            target = labels[:, 1:]
+            # Logits only from the position before the batch's earliest completion token on: over the prompts
+            # they are unused, and a [batch, length, vocabulary] float tensor (with its log-softmax and
+            # gradient) is gigabytes for a 49k vocabulary (docs/benchmarks.md, "SFT memory").
+            start = max(0, min(completion_start(encoded[i][1]) for i in batch) - 1)
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=width - start).logits[:, :-1].float()
+            target = labels[:, start + 1 :]
             tok_loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
             ).view(target.shape)
