@@ -156,7 +156,7 @@ def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefiniti
         curves = []
         for ref, t in zip(refs, sweep_tables, strict=True):
             curves += [{**r, "line": ref.label or ref.name} for r in t.to_pylist() if r["axis"] == "alpha"]
-        png = plots.sweep_figure(curves, f"{study}: gap against the per-prompt quantile, per size", line_key="line")
+        png = plots.sweep_figure(curves, f"{study}: gap against the per-prompt quantile, per member", line_key="line")
         table, meta = write_study_table(warehouse, "thresholds", study, table, "thresholds", png)
         found = threshold_verdicts(table.to_pylist())
         cols = [
