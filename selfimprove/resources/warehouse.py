@@ -32,9 +32,17 @@ DATA_FILE = "data.parquet"
 DIGEST_KEY = b"selfimprove.digest"  # a stored table's content digest, in its Parquet schema metadata
 
 
+def without_digest(meta: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+    """Schema metadata without the stored digest key (None when nothing else is left)."""
+    return {k: v for k, v in (meta or {}).items() if k != DIGEST_KEY} or None
+
+
 def table_digest(table: pa.Table) -> str:
     """Content hash of a table (schema and values): the asset's DataVersion, and how a write knows the
-    stored table is already this one."""
+    stored table is already this one. A digest key the table carries (read past `Warehouse.read`) is not
+    part of its content."""
+    if table.schema.metadata and DIGEST_KEY in table.schema.metadata:
+        table = table.replace_schema_metadata(without_digest(table.schema.metadata))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table.combine_chunks())
@@ -212,8 +220,7 @@ class Warehouse:
         try:
             with self.fs.open(path, "rb") as f:
                 table = pq.read_table(f)
-            meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != DIGEST_KEY}
-            return table.replace_schema_metadata(meta or None)
+            return table.replace_schema_metadata(without_digest(table.schema.metadata))
         except pa.ArrowInvalid as e:
             raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
 
@@ -223,16 +230,17 @@ class Warehouse:
         if not isinstance(table, pa.Table):
             raise TypeError(f"Warehouse.write expects a pyarrow.Table, got {type(table).__name__}")
         rel = _partition(stage, experiment, round)
-        layout = self.has_rounds(stage)
-        if layout is not None and layout != (round is not None):
-            kind = "round" if layout else "experiment-level"
-            raise ValueError(f"stage {stage!r} is a {kind} stage; got round={round!r}")
         table = _strip_partition_columns(table, experiment, round)
         final = self._p(f"{rel}/{DATA_FILE}")
         digest = table_digest(table)
-        if self._stored_digest(final) != digest:  # a cached rerun's identical table is not written again
-            meta = {**(table.schema.metadata or {}), DIGEST_KEY: digest.encode()}
-            self._write_file(table.replace_schema_metadata(meta), final, self._tmp("parquet"))
+        if self._stored_digest(final) == digest:  # a cached rerun's identical table: nothing to write or check
+            return WriteResult(self.url(f"{rel}/{DATA_FILE}"), table.num_rows)
+        layout = self.has_rounds(stage)  # a walk of the stage's folders: only when something is written
+        if layout is not None and layout != (round is not None):
+            kind = "round" if layout else "experiment-level"
+            raise ValueError(f"stage {stage!r} is a {kind} stage; got round={round!r}")
+        meta = {**(table.schema.metadata or {}), DIGEST_KEY: digest.encode()}
+        self._write_file(table.replace_schema_metadata(meta), final, self._tmp("parquet"))
         return WriteResult(self.url(f"{rel}/{DATA_FILE}"), table.num_rows)
 
     def _stored_digest(self, path: str) -> str | None:
