@@ -31,6 +31,7 @@ __all__ = [
     "Shape",
     "best_rows",
     "pairwise_transfer",
+    "rank",
     "shape",
     "sweep_rows",
     "transfer",
@@ -91,7 +92,7 @@ def _by_curve(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tu
     return curves
 
 
-def _rank(r: Mapping[str, Any]) -> tuple[float, float]:
+def rank(r: Mapping[str, Any]) -> tuple[float, float]:
     """The order of settings on one curve: the higher gap; on equal gaps the one keeping more."""
     return (r["gap"], r["kept_fraction"])
 
@@ -102,7 +103,7 @@ def best_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("verifie
     for i, r in enumerate(rows):
         k = tuple(r[x] for x in keys)
         j = best.get(k)
-        if j is None or _rank(r) > _rank(rows[j]):
+        if j is None or rank(r) > rank(rows[j]):
             best[k] = i
     return set(best.values())
 
@@ -171,7 +172,7 @@ def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> d
     family = max(common, key=lambda s: (float(np.mean([at[(m, s)]["gap"] for m in members])), -s))
     per: dict[str, dict[str, float | bool]] = {}
     for m in members:
-        own = max((at[(m, s)] for s in common), key=_rank)
+        own = max((at[(m, s)] for s in common), key=rank)
         fam = at[(m, family)]
         per[m] = {
             "best": own["setting"],
@@ -200,7 +201,7 @@ def pairwise_transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "memb
     members, common, at = _shared(rows, member_key)
     if len(members) < 2 or not common:
         return []
-    best = {m: max((at[(m, s)] for s in common), key=_rank) for m in members}
+    best = {m: max((at[(m, s)] for s in common), key=rank) for m in members}
     out = []
     for src in members:
         for dst in members:

@@ -24,10 +24,10 @@ from selfimprove import sweeps
 from selfimprove.assets import plots
 from selfimprove.assets.common import preview, study_group, table_digest
 from selfimprove.assets.scaling import MemberRef, write_study_table
-from selfimprove.render import md_table
+from selfimprove.render import ci, md_table
 from selfimprove.resources.io_manager import WarehouseResource
 
-CODE_VERSION = "2"  # 2: transfer_from (pairwise transfer)
+CODE_VERSION = "3"  # 2: transfer_from (pairwise transfer); 3: with the target's best over the shared settings
 # The shapes §6.1 reports, per verifier (the others are measured, not judged).
 PAPER_SHAPES = {"mc": "interior peak", "tournament": "interior peak", "cot_score": "rising"}
 
@@ -43,7 +43,7 @@ def thresholds_table(refs: Sequence[MemberRef], sweeps_tables: Sequence[pa.Table
         fam = sweeps.transfer(curve_rows, member_key="size")
         pairs = sweeps.pairwise_transfer(curve_rows, member_key="size")
         for size, mine in _by(curve_rows, "size").items():
-            best = max(mine, key=lambda r: (r["gap"], r["kept_fraction"]))
+            best = max(mine, key=sweeps.rank)
             shape = sweeps.shape(mine)
             per = fam.get("members", {}).get(size, {})
             out.append(
@@ -69,7 +69,16 @@ def thresholds_table(refs: Sequence[MemberRef], sweeps_tables: Sequence[pa.Table
     return pa.Table.from_pylist(out)
 
 
-_FROM = ("source", "source_best", "gap_at_source_best", "gap_at_source_best_lo", "gap_at_source_best_hi", "transfers")
+_FROM = (
+    "source",
+    "source_best",
+    "target_best",
+    "target_best_gap",
+    "gap_at_source_best",
+    "gap_at_source_best_lo",
+    "gap_at_source_best_hi",
+    "transfers",
+)
 
 
 def _from(pair: Row) -> Row:
@@ -88,10 +97,9 @@ def transfer_pairs(rows: Sequence[Row]) -> list[Row]:
                     "from": p["source"],
                     "to": r["size"],
                     "best at from": p["source_best"],
-                    "best at to": r["best_setting"],
-                    "to's best gap": r["best_gap"],
-                    "to's gap at from's best [CI]": f"{p['gap_at_source_best']:.3f} "
-                    f"[{p['gap_at_source_best_lo']:.3f}, {p['gap_at_source_best_hi']:.3f}]",
+                    "best at to": p["target_best"],  # over the shared settings `transfers` was judged on
+                    "to's best gap": p["target_best_gap"],
+                    "to's gap at from's best [CI]": ci(p, "gap_at_source_best"),
                     "transfers": "yes" if p["transfers"] else "no",
                 }
             )
