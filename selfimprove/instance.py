@@ -98,13 +98,14 @@ WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"  # the repo's
 MODULE = "selfimprove.definitions"
 
 
+LOCATION_FLAGS = ("-w", "--workspace", "-m", "--module-name", "-f", "--python-file", "--package-name")
+
+
 def dev_args(argv: list[str]) -> list[str]:
     """The `dagster dev` command line: the repo's workspace.yaml by its absolute path (so it works from any
-    directory), or the code location's module where the package is installed without the repo."""
-    if "-w" in argv or "-m" in argv:
-        return [str(Path(sys.executable).with_name("dagster")), "dev", *argv]
-    where = ["-w", str(WORKSPACE)] if WORKSPACE.exists() else ["-m", MODULE]
-    return [str(Path(sys.executable).with_name("dagster")), "dev", *where, *argv]
+    directory) unless `argv` names a code location of its own."""
+    own = any(a.split("=", 1)[0] in LOCATION_FLAGS for a in argv)
+    return [str(Path(sys.executable).with_name("dagster")), "dev", *([] if own else ["-w", str(WORKSPACE)]), *argv]
 
 
 def dev(argv: list[str]) -> int:

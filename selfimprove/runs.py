@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from selfimprove.instance import MODULE, WORKSPACE
+from selfimprove.instance import MODULE, WORKSPACE, prepare_instance, process_tags
 
 
 def location_origin() -> Any:
@@ -58,8 +58,6 @@ def create_run(
 def run_job(job_name: str) -> bool:
     """Run one job of the code location in this process, in the project's DAGSTER_HOME, with progress logs."""
     from dagster._core.execution.api import execute_run
-
-    from selfimprove.instance import prepare_instance, process_tags
 
     home = prepare_instance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

@@ -240,4 +240,5 @@ def test_dev_finds_the_workspace_from_any_directory(tmp_path: Path, monkeypatch:
     w = Path(args[args.index("-w") + 1])
     assert w.is_absolute() and w == REPO / "workspace.yaml" and w.exists()
     assert args[-2:] == ["-p", "3001"]
-    assert dev_args(["-m", "my.defs"])[2:] == ["-m", "my.defs"]  # the user's own location is left alone
+    for own in (["-m", "my.defs"], ["--workspace", "w.yaml"], ["--python-file=defs.py"]):
+        assert dev_args(own)[2:] == own  # the user's own location is left alone

@@ -258,3 +258,15 @@ def test_report_maj_at_k_and_majority_gap_by_hand() -> None:
     assert r0["majority_gap_lo"] <= r0["majority_gap"] <= r0["majority_gap_hi"]
     text = markdown(table)
     assert "maj_at_n" in text and "maj_at_2" not in text and "majority_gap" in text and "kept_fraction" in text
+
+
+def test_png_once_draws_once_and_never_fails_where_it_cannot_write(tmp_path: Path) -> None:
+    from selfimprove.assets.plots import png_once
+
+    calls: list[int] = []
+    draw = lambda: calls.append(1) or b"png"  # noqa: E731
+    assert png_once(tmp_path / "a.png", draw) == b"png" and png_once(tmp_path / "a.png", draw) == b"png"
+    assert calls == [1]
+    gone = tmp_path / "removed"  # a folder it cannot write (this suite runs as root: chmod would not stop it)
+    assert png_once(gone / "b.png", draw) == b"png"
+    assert not gone.exists() and calls == [1, 1]

@@ -53,8 +53,11 @@ def png_once(path: Path, render: Callable[[], bytes]) -> bytes:
         return path.read_bytes()
     png = render()
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(png)
-    os.replace(tmp, path)
+    try:  # a figure kept is a saving, never a failure: a read-only or full folder just keeps none
+        tmp.write_bytes(png)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
     return png
 
 
