@@ -90,6 +90,7 @@ def test_tampered_checkpoint_is_retrained_and_a_copied_home_uses_its_own_folders
     monkeypatch.setattr(plots, "loss_figure", lambda losses, title: drawn.append(title) or b"")
     wh = run(copy, monkeypatch)
     assert drawn == []
+    assert len(list((copy / wh.read("checkpoint", "micro", 0).to_pylist()[0]["path"]).glob("loss-*.png"))) == 1
     assert not home.exists()
     moved = wh.read("checkpoint", "micro", 0).to_pylist()[0]
     assert moved["reused"] is True and moved["weight_digest"] == ckpt["weight_digest"]

@@ -110,7 +110,7 @@ def test_dpo_round_through_dagster(micro_model: Path, tmp_path: Path) -> None:
 def test_sft_takes_logits_only_where_completions_are(micro_model: Path) -> None:
     """SFT's first loss equals the completion-only loss over full logits, computed by hand, while the LM head
     sees only the positions from the batch's earliest completion on (full-vocabulary logits over the prompts
-    were most of the 14 GB peak of SFT on SmolLM2-135M: docs/benchmarks.md)."""
+    were 2.85 of the 14.1 GiB peak of SFT on SmolLM2-135M, activations most of the rest: docs/benchmarks.md)."""
     from peft import LoraConfig, get_peft_model
 
     from selfimprove.resources.updates.sft import encode, fit
