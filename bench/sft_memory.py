@@ -1,6 +1,6 @@
 """Peak memory of LoRA SFT on a real model, code before and after a change, side by side in one run.
 
-    .venv/bin/python bench/sft_memory.py --before 0cb5183 [--experiment smollm2_word_arithmetic] [--examples 32]
+    .venv/bin/python bench/sft_memory.py --before 800a207 [--experiment smollm2_word_arithmetic] [--examples 32]
 
 Each variant runs in its own process (so `getrusage(RUSAGE_SELF).ru_maxrss` is that variant's peak):
 - `load`: the experiment's base model loaded as the trainer loads it and wrapped in its LoRA config, no step;
@@ -41,7 +41,8 @@ def worker(variant: str, experiment: str, examples: int, out: str) -> None:
     spec = load_spec(ROOT / "experiments" / f"{experiment}.yaml")
     wh = Warehouse(warehouse_root())
     base = str(from_state(wh.read("base_model", experiment).to_pylist()[0]["path"]))
-    rows = wh.read("filtered", experiment, 0).to_pylist()[:examples]
+    # the current filter setting's rows (variants.current, by hand: the --before revision may predate it)
+    rows = [r for r in wh.read("filtered", experiment, 0).to_pylist() if r.get("current", True)][:examples]
     distill = spec.distill.model_copy(update={"epochs": 1, "gradient_checkpointing": variant.endswith("gc")})
     start = time.perf_counter()
     if variant == "load":

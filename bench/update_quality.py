@@ -1,7 +1,7 @@
 """One round of each distillation update on the same samples, side by side: SFT (experiments/demo.yaml) against
 DPO (demo_dpo, demo_dpo_gentle) and RPO (demo_rpo) on pairs from the same CoT-Binary ranking, each trained here
 from the base model with its experiment's distill settings, compared by held-out greedy accuracy (docs/results.md,
-section 5) and training time (docs/benchmarks.md).
+section 5) and training time (printed; no table in docs/benchmarks.md yet).
 
 Needs round 0 of one of these experiments in the warehouse (`selfimprove demo`; they share the model, seed and
 filter, so their round-0 samples are the same; `--samples NAME` picks another than the demo). Each row retrains what
