@@ -43,7 +43,7 @@ def real_spec(name: str, **model: Any) -> ExperimentSpec:
             "filter": {"kind": "quantile", "alpha": 0.5, "ensemble": "mean"},
             "distill": {"epochs": 1, "batch_size": 8, "learning_rate": 0.0003},
             "eval": {"samples": 1},
-            "gap": {"bootstrap": 50},  # the default max_parse_failure_rate (0.2): a format that stops parsing would block the round
+            "gap": {"bootstrap": 50},  # default max_parse_failure_rate 0.2: a format that stops parsing blocks it
             "rounds": 1,
             "seed": 0,
         },
