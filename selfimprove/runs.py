@@ -55,12 +55,18 @@ def create_run(
     return recon_job, run
 
 
+def progress_logging() -> None:
+    """INFO logs on stderr for a CLI run, without the schema stamps sqlite writes for each new run database."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def run_job(job_name: str) -> bool:
     """Run one job of the code location in this process, in the project's DAGSTER_HOME, with progress logs."""
     from dagster._core.execution.api import execute_run
 
     home = prepare_instance()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    progress_logging()
     from selfimprove.definitions import defs
     from selfimprove.state import warehouse_root
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -25,3 +27,16 @@ def test_cli_run_has_the_workspace_job_origin(tmp_path: Path) -> None:
         from selfimprove.definitions import defs
 
         assert run.job_snapshot_id == defs.resolve_job_def("demo_job").get_job_snapshot_id()  # same version
+
+
+def test_a_cli_run_prints_no_schema_migration_lines(tmp_path: Path) -> None:
+    """A first `selfimprove demo` printed eleven alembic INFO lines (each new sqlite database's stamps)."""
+    (tmp_path / "dagster.yaml").write_text("")
+    code = (
+        "import dagster as dg; from selfimprove.runs import progress_logging; progress_logging(); "
+        f"dg.DagsterInstance.from_config({str(tmp_path)!r}).dispose(); import logging; "
+        "logging.getLogger('selfimprove').info('progress')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "selfimprove: progress" in out.stderr and "alembic" not in out.stderr
