@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -41,11 +40,13 @@ import dagster as dg  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
+from machine import describe  # noqa: E402
 
 import selfimprove.resources.engines as engines_mod  # noqa: E402
 from selfimprove.definitions import build_definitions  # noqa: E402
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.warehouse import Warehouse  # noqa: E402
+from selfimprove.runs import RUN_CONFIG  # noqa: E402
 from selfimprove.spec import ExperimentSpec, parse_spec  # noqa: E402
 from selfimprove.sql import run_query  # noqa: E402
 from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
@@ -115,7 +116,7 @@ def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey]) -> di
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     job = job.get_subset(asset_selection=set(keys))
     start, cpu = time.perf_counter(), time.process_time()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=RUN_CONFIG)  # as the CLI
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert result.success
     steps = {
@@ -123,12 +124,20 @@ def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey]) -> di
         for e in result.all_events
         if e.is_step_success and e.step_key
     }
+
     meta = {
         e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items() if k != "preview"}
         for e in result.get_asset_materialization_events()
     }
     EngineResource().release()
-    return {"seconds": seconds, "cpu_seconds": cpu, "steps": steps, **counts, "meta": meta}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "steps": steps,
+        "events": len(result.all_events),
+        **counts,
+        "meta": meta,
+    }
 
 
 def part_a(args: argparse.Namespace, homes: Home, work: Path) -> tuple[dict[str, Any], Path]:
@@ -242,10 +251,10 @@ def fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
-def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: dict) -> str:
+def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: str) -> str:
     med: Callable[[list[dict]], float] = lambda runs: statistics.median(r["seconds"] for r in runs)  # noqa: E731
     cpu_med: Callable[[list[dict]], float] = lambda runs: statistics.median(r["cpu_seconds"] for r in runs)  # noqa: E731
-    lines = [f"Environment: {env}", ""]
+    lines = [env, ""]
     fresh, cached = a["fresh"], a["cached"]
     gv = ("generations", "verifications")
     fresh_gv = sum(fresh["steps"][s] for s in gv)
@@ -254,8 +263,9 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: dict) -> st
         f"(a) one demo-sized round: {args.prompts} prompts x N={args.n}, toy `{args.size}` model, stages "
         f"{', '.join(ROUND_STAGES)}",
         "",
-        "| run | wall s | CPU s | generations s | verifications s | filtered+gap s | checkpoint s | engines |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | wall s | CPU s | generations s | verifications s | filtered+gap s | checkpoint s | steps | events "
+        "| engines |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     runs_a = [(f"fresh #{i + 1}", r) for i, r in enumerate(a["fresh_runs"])]
     for label, run in runs_a + [(f"fully cached #{i + 1}", r) for i, r in enumerate(cached)]:
@@ -263,7 +273,7 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: dict) -> st
         lines.append(
             f"| {label} | {fmt(run['seconds'])} | {fmt(run['cpu_seconds'])} | {fmt(st['generations'])} | "
             f"{fmt(st['verifications'])} | {fmt(st['filtered'] + st['gap'])} | {fmt(st['checkpoint'])} | "
-            f"{run['engines']} |"
+            f"{len(st)} | {run['events']} | {run['engines']} |"
         )
     lines += [
         "",
@@ -329,13 +339,7 @@ def main() -> None:
     model = ensure_pretrained(args.size, args.cache)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-caching-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "model": str(model),
-    }
+    load_before = os.getloadavg()[0]
     try:
         homes = Home(work, model, args.size)
         a, snapshot = part_a(args, homes, work)
@@ -350,8 +354,7 @@ def main() -> None:
             flush=True,
         )
         c = part_c(args, work) if not args.skip_sql else {"rows": 0, "write_seconds": 0, "bytes": 0, "queries": {}}
-        env["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        env["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        env = f"{describe(load_before)}; model {model}"
         text = report(args, a, b, c, env)
         print(text)
         if args.json:

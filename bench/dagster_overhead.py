@@ -9,10 +9,10 @@ filtered, gap, checkpoint) twice from an empty warehouse and a fresh SELFIMPROVE
   DAGSTER_HOME with the project's dagster.yaml, created by an untimed warm-up run, as `selfimprove demo`
   reuses the project's), timed from building the definitions and opening the instance to the end of
   the run. `--compare` adds the same with Dagster's default sqlite event log, and an in-memory instance.
-- **direct**: the same asset functions, invoked directly in dependency order (Dagster's direct
-  invocation: the asset body with its resources, no run, no event log, no steps), each table
-  written to the warehouse as the IO manager writes it and read back as it loads it. Asset checks are
-  not run on this path, so the ratio charges the checks' own work to Dagster as well.
+- **direct**: the same asset functions, called directly in dependency order (the stage's function with
+  the resources Dagster would pass it: no run, no event log, no steps), each table written to the
+  warehouse as the IO manager writes it and read back as it loads it. Asset checks (which run in their
+  stage's step on the Dagster path) are not run on this path, so the ratio charges their work to Dagster.
 
 The order alternates within pairs. Every pair checks that both paths gave the same rows (every column
 but paths) and the same LoRA weight digest. Prints a Markdown table (wall and CPU time: on a shared
@@ -23,6 +23,7 @@ with the machine, load and date.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import statistics
@@ -48,6 +49,7 @@ from selfimprove.pipelines.factory import build_experiment  # noqa: E402
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.io_manager import WarehouseResource, partition_of  # noqa: E402
 from selfimprove.resources.warehouse import Warehouse  # noqa: E402
+from selfimprove.runs import RUN_CONFIG  # noqa: E402
 from selfimprove.spec import ExperimentSpec  # noqa: E402
 from selfimprove.toy.pretrain import ensure_pretrained  # noqa: E402
 from selfimprove.variants import current  # noqa: E402
@@ -104,9 +106,8 @@ def run_dagster(spec: ExperimentSpec, root: Path, work: Path, path: str) -> tupl
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     selection = {*targets(), dg.AssetKey([NAME, "prompts"]), dg.AssetKey([NAME, "base_model"])}
     job = job.get_subset(asset_selection=selection)
-    config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # as `selfimprove demo` (runs.py)
     with dg.DagsterInstance.ephemeral() if yaml is None else dg.DagsterInstance.from_config(str(home)) as instance:
-        result = job.execute_in_process(instance=timer.wrap(instance), run_config=config)
+        result = job.execute_in_process(instance=timer.wrap(instance), run_config=RUN_CONFIG)  # as `selfimprove demo`
     assert result.success
     EngineResource().release()
     return time.perf_counter() - start, time.process_time() - cpu
@@ -132,10 +133,15 @@ def run_direct(spec: ExperimentSpec, root: Path) -> tuple[float, float]:
     values: dict[dg.AssetKey, Any] = {}
     for key in order:
         a = assets[key]
-        wanted = set(a.op.compute_fn.decorated_fn.__code__.co_varnames)  # type: ignore[union-attr]
-        ins = {name: values[dep] for name, dep in a.keys_by_input_name.items()}
-        res = {name: r for name, r in resources.items() if name in wanted}
-        out = a(dg.build_asset_context(), **ins, **res)
+        fn = inspect.unwrap(a.op.compute_fn.decorated_fn)  # type: ignore[union-attr]  # the stage, not its checks
+        wanted = inspect.signature(fn).parameters
+        kwargs = {name: values[dep] for name, dep in a.keys_by_input_name.items()}
+        kwargs |= {name: r for name, r in resources.items() if name in wanted}
+        if "context" in wanted:
+            kwargs["context"] = dg.build_asset_context()
+        if "config" in wanted:  # the filter's launchpad overrides, none: the spec's filter
+            kwargs["config"] = wanted["config"].annotation()
+        out = fn(**kwargs)
         table = out.value if isinstance(out, dg.Output) else out
         stage, experiment, round_ = partition_of(key)
         wh.write(stage, table, experiment, round_)

@@ -39,7 +39,6 @@ def build_definitions(
     for study in studies or []:  # members not defined above are built as round-0 measurements
         built_study = build_study(study, defined)
         assets += built_study.assets
-        checks += built_study.checks
         jobs.append(built_study.job)
     return dg.Definitions(
         assets=assets,

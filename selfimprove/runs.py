@@ -17,6 +17,9 @@ import dagster as dg
 
 from selfimprove.instance import MODULE, WORKSPACE, prepare_instance, process_tags
 
+# a CLI run logs INFO and up to the terminal (progress, counts), not Dagster's DEBUG line per event
+RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
 
 def location_origin() -> Any:
     """The code location's origin as `dagster dev -w workspace.yaml` loads it."""
@@ -82,7 +85,7 @@ def run_job(job_name: str) -> bool:
         recon_job, run = create_run(
             instance,
             job_name,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_config=RUN_CONFIG,
             tags=process_tags(),  # so that a later run can tell this one dead if it is killed
         )
         result = execute_run(recon_job, run, instance)

@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from selfimprove.assets.evals import greedy_change
 from selfimprove.definitions import build_definitions
-from selfimprove.pipelines.stage_checks import greedy_change
 from selfimprove.resources.warehouse import Warehouse
 from tests.conftest import micro_spec
 
@@ -64,3 +64,37 @@ def test_greedy_change_is_paired_over_the_shared_prompts() -> None:
     change, lo, hi = greedy_change(evals({"p0": True, "p1": True, "p2": True, "p3": True}), before, 200, 0)
     assert change == 0.5 and 0.0 <= lo <= 0.5 <= hi <= 1.0  # p0, p1 gained; "gone" is not in both
     assert greedy_change(before, before, 200, 0) == (0.0, 0.0, 0.0)
+
+
+def test_stage_checks_run_in_their_stage_step_and_alone_on_the_stored_table(micro_model: Path, tmp_path: Path) -> None:
+    """Issue 17: a round is one step per stage (its table checks run in that step, not as steps of their own),
+    and a check selected alone (the UI's "Execute") evaluates the stored table without recomputing the stage."""
+    spec = micro_spec(rounds=1, gap={"bootstrap": 20, "max_parse_failure_rate": 1.0})
+    defs = build_definitions([spec], root=str(tmp_path))
+    job = defs.resolve_implicit_global_asset_job_def()
+    stages = ["generations", "verifications", "filtered", "gap"]
+    keys = {dg.AssetKey(["micro", "round_0", s]) for s in stages}
+    upstream = {dg.AssetKey(["micro", s]) for s in ("base_model", "prompts")}
+    instance = dg.DagsterInstance.ephemeral()
+    assert job.get_subset(asset_selection=upstream).execute_in_process(instance=instance).success
+    result = job.get_subset(asset_selection=keys).execute_in_process(instance=instance)
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    assert steps == {f"micro__round_0__{s}" for s in stages}  # no step per check
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    expected = ["samples_complete", "every_sample_verified", "not_empty", "gap_positive", "parse_failure_rate"]
+    assert sorted(checks) == sorted(expected)
+    assert checks["not_empty"] is True
+
+    # the check alone reads the stored table: emptied behind Dagster's back, it fails and nothing is recomputed
+    wh = Warehouse(str(tmp_path))
+    stored = wh.read("filtered", "micro", 0)
+    wh.write("filtered", stored.slice(0, 0).drop_columns(["experiment", "round"]), "micro", 0)
+    check = dg.AssetCheckKey(dg.AssetKey(["micro", "round_0", "filtered"]), "not_empty")
+    alone = job.get_subset(asset_selection=set(), asset_check_selection={check}).execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert alone.get_asset_materialization_events() == []
+    (evaluation,) = alone.get_asset_check_evaluations()
+    assert evaluation.check_name == "not_empty" and not evaluation.passed
+    assert evaluation.metadata["rows"].value == 0
+    assert wh.read("filtered", "micro", 0).num_rows == 0  # the stage was not run again

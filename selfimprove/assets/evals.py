@@ -1,4 +1,5 @@
-"""The eval asset: held-out accuracy of the model a round starts from (greedy and sampled)."""
+"""The eval asset: held-out accuracy of the model a round starts from (greedy and sampled), and the check that
+a round's distillation did not make it significantly worse (a check of its own: it compares two evals)."""
 
 import dagster as dg
 import pyarrow as pa
@@ -11,6 +12,7 @@ from selfimprove.resources.engine import Sampling
 from selfimprove.resources.engines import EngineResource
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.resources.warehouse import Warehouse
+from selfimprove.verdicts import paired_change
 
 CODE_VERSION = "1"
 
@@ -115,3 +117,35 @@ def eval_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
         return output(table, numbers, ["prompt_id", "mode", "completion", "correct"])
 
     return eval_
+
+
+def greedy_change(now: pa.Table, before: pa.Table, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Held-out greedy accuracy now - before over the prompts in both, with a paired prompt-bootstrap 95% CI."""
+
+    def per_prompt(t: pa.Table) -> dict[str, float]:
+        rows = t.select(["prompt_id", "mode", "correct"]).to_pylist()
+        return {r["prompt_id"]: float(r["correct"]) for r in rows if r["mode"] == "greedy"}
+
+    return paired_change(per_prompt(now), per_prompt(before), n_boot, seed)
+
+
+def heldout_check(exp: Experiment, r: int) -> dg.AssetChecksDefinition:
+    """`heldout_not_worse` on the eval after round r's distillation, against the eval before it."""
+
+    @dg.asset_check(
+        asset=exp.key("eval", r + 1),
+        name="heldout_not_worse",
+        additional_ins={"previous": dg.AssetIn(exp.key("eval", r))},
+        description=f"Held-out greedy accuracy after round {r}'s distillation is not significantly below its level "
+        "before: fails (a warning) only when the paired prompt-bootstrap 95% CI of the change lies below 0.",
+    )
+    def heldout_not_worse(eval_: pa.Table, previous: pa.Table) -> dg.AssetCheckResult:
+        change, lo, hi = greedy_change(eval_, previous, exp.spec.gap.bootstrap, exp.spec.seed)
+        return dg.AssetCheckResult(
+            passed=not hi < 0,  # NaN (no common prompts) passes: nothing to compare
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"change {change:+.3f} [95% CI {lo:+.3f}, {hi:+.3f}]",
+            metadata={"change": round(change, 4), "change_lo": round(lo, 4), "change_hi": round(hi, 4)},
+        )
+
+    return heldout_not_worse

@@ -1,7 +1,9 @@
-"""The filtered asset: the samples that pass the verifier(s), with their training weights."""
+"""The filtered asset: the samples that pass the verifier(s), with their training weights, and its check that
+the filter kept something."""
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import get_args
+from typing import Any, get_args
 
 import dagster as dg
 import numpy as np
@@ -9,6 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from selfimprove import filters
+from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, beside_other_settings, output
 from selfimprove.assets.scoring import answer_classes, rule, selection
 from selfimprove.resources.io_manager import WarehouseResource
@@ -75,12 +78,20 @@ def filtered_rows(
     )
 
 
+def _not_empty(filtered: pa.Table, _: Mapping[str, Any]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=filtered.num_rows > 0, metadata={"rows": filtered.num_rows})
+
+
+NOT_EMPTY = TableCheck("not_empty", "The filter kept at least one sample.", _not_empty)
+
+
 def filtered_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     spec = exp.spec
     methods = spec.verification.methods
 
-    @dg.asset(
+    @stage_asset(
         key=exp.key("filtered", r),
+        checks=[NOT_EMPTY],
         ins={
             "generations": dg.AssetIn(exp.key("generations", r)),
             "verifications": dg.AssetIn(exp.key("verifications", r)),

@@ -1,8 +1,10 @@
-"""The gap asset: J(f), J(f[w]), the gap and the relative gap per verifier x filter, with CIs."""
+"""The gap asset: J(f), J(f[w]), the gap and the relative gap per verifier x filter, with CIs; its checks: a gap
+not at or below 0, and parseable verifier output."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -10,10 +12,11 @@ import numpy as np
 import pyarrow as pa
 
 from selfimprove import metrics
+from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, beside_other_settings, output
 from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
 from selfimprove.resources.io_manager import WarehouseResource
-from selfimprove.spec import ExperimentSpec, FilterSpec
+from selfimprove.spec import ExperimentSpec, FilterSpec, GapSpec
 from selfimprove.variants import variant_key
 
 CODE_VERSION = "3"  # 2: tie rule, the majority-vote row; 3: follows the filter used, variants side by side
@@ -101,13 +104,64 @@ def used_filter(filtered: pa.Table, default: FilterSpec) -> FilterSpec:
     return FilterSpec.model_validate_json(filtered.column("filter_spec")[0].as_py())
 
 
+def gap_checks(cfg: GapSpec, r: int) -> list[TableCheck]:
+    """`gap_positive` (blocking with gap.block_distill_if_gap_le_zero) and `parse_failure_rate` (blocking)."""
+    blocking = cfg.block_distill_if_gap_le_zero
+
+    def gap_positive(gap: pa.Table, _: Mapping[str, Any]) -> dg.AssetCheckResult:
+        h = headline(gap)
+        return dg.AssetCheckResult(
+            passed=not h["gap_hi"] <= 0,  # a CI straddling 0 is not evidence of a non-positive gap
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            description=f"gap {h['gap']:+.3f} [95% CI {h['gap_lo']:+.3f}, {h['gap_hi']:+.3f}]",
+            metadata={k: round(h[k], 4) for k in ("gap", "gap_lo", "gap_hi")},
+        )
+
+    def parse_failures(gap: pa.Table, _: Mapping[str, Any]) -> dg.AssetCheckResult:
+        rates = {
+            r["verifier"]: r["parse_failure_rate"]
+            for r in gap.to_pylist()
+            if r["parse_failure_rate"] == r["parse_failure_rate"]
+        }
+        worst = max(rates, key=lambda v: rates[v]) if rates else ""
+        rate, limit = rates.get(worst, 0.0), cfg.max_parse_failure_rate
+        passed = rate <= limit
+        why = (
+            f"round {r}: {rate:.0%} of {worst} verifier outputs are unparseable (limit {limit:.0%}); distillation "
+            "stopped. Check verification.style and templates, or raise gap.max_parse_failure_rate."
+        )
+        return dg.AssetCheckResult(
+            passed=bool(passed),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if passed else why,
+            metadata={"parse_failure_rate": rate, "limit": limit, "verifier": worst},
+        )
+
+    positive = "The main verifier with the filter used does not give a gap <= 0: fails when the gap's prompt-bootstrap "
+    positive += "95% CI lies at or below 0" + (
+        "; blocking (gap.block_distill_if_gap_le_zero): a failure stops this round's distillation."
+        if blocking
+        else "; a warning only: set gap.block_distill_if_gap_le_zero to stop distillation when it fails."
+    )
+    return [
+        TableCheck("gap_positive", positive, gap_positive, blocking=blocking),
+        TableCheck(
+            "parse_failure_rate",
+            "Unparseable verifier output stays below the spec's limit (gap.max_parse_failure_rate); above it, this "
+            "round's distillation is stopped: the scores would be the fallback, not the verifier's.",
+            parse_failures,
+        ),
+    ]
+
+
 def gap_asset(exp: Experiment, r: int, follow_filtered: bool = True) -> dg.AssetsDefinition:
     """Round r's gap; with `follow_filtered` it reads `filtered` and follows the filter that made it, else
     (a study's measurement, which has no filtered stage) it uses the spec's filter."""
     methods = exp.spec.verification.methods
 
-    @dg.asset(
+    @stage_asset(
         key=exp.key("gap", r),
+        checks=gap_checks(exp.spec.gap, r),
         ins={
             "generations": dg.AssetIn(exp.key("generations", r)),
             "verifications": dg.AssetIn(exp.key("verifications", r)),

@@ -1,9 +1,15 @@
-"""The generations asset: N samples per train prompt from the round's model, graded by the task."""
+"""The generations asset: N samples per train prompt from the round's model, graded by the task, and its
+check that every prompt has its N samples."""
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 from dagster import AssetExecutionContext
 
+from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.sampling import problems_of, sample_and_grade, task_sampling
 from selfimprove.assets.shards import staged_run
@@ -13,11 +19,46 @@ from selfimprove.resources.io_manager import WarehouseResource
 CODE_VERSION = "1"
 
 
+def generation_problems(generations: pa.Table, n: int) -> list[str]:
+    """What is wrong with a generations table: prompts without n samples, repeated sample ids, missing seeds."""
+    problems = []
+    counts = Counter(generations.column("prompt_id").to_pylist())
+    short = sorted(p for p, c in counts.items() if c != n)
+    if short:
+        problems.append(f"{len(short)} prompt(s) without {n} samples, e.g. {short[0]!r} has {counts[short[0]]}")
+    ids = generations.column("sample_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        problems.append(f"{len(ids) - len(set(ids))} repeated sample_id(s)")
+    if generations.column("seed").null_count:
+        problems.append(f"{generations.column('seed').null_count} row(s) without a seed")
+    if not generations.num_rows:
+        problems.append("no samples")
+    return problems
+
+
+def samples_complete(n: int) -> TableCheck:
+    def evaluate(generations: pa.Table, _: Mapping[str, Any]) -> dg.AssetCheckResult:
+        problems = generation_problems(generations, n)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="; ".join(problems) or None,
+            metadata={"rows": generations.num_rows, "prompts": len(set(generations.column("prompt_id").to_pylist()))},
+        )
+
+    return TableCheck(
+        "samples_complete",
+        f"Every prompt has its {n} samples, each with a unique sample_id and a seed; blocking: verification, the "
+        "gap and distillation do not run on an incomplete round.",
+        evaluate,
+    )
+
+
 def generations_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     gen = exp.spec.generation
 
-    @dg.asset(
+    @stage_asset(
         key=exp.key("generations", r),
+        checks=[samples_complete(gen.n)],
         ins={"prompts": dg.AssetIn(exp.key("prompts")), "model": dg.AssetIn(exp.model_key(r))},
         group_name=exp.group(r),
         kinds={"pytorch", "parquet"},

@@ -5,11 +5,12 @@ method, the verified sample (its generation cache key and content), the method's
 the verification index, the seed and the code version. A rerun reuses the rows of the previous table
 whose keys match and computes only the missing candidates of each method; a tournament works on whole
 prompt groups, so a group is recomputed when any member is new. With every row cached no model is loaded.
+Its check: every sample verified once by each method.
 """
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ import dagster as dg
 import pyarrow as pa
 from dagster import AssetExecutionContext
 
+from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
 from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
@@ -253,12 +255,42 @@ def _verify_unit(
     return out, {"checks_generated": checks.generated if checks else 0, "checks_reused": checks.reused if checks else 0}
 
 
+def verification_problems(generations: pa.Table, verifications: pa.Table, methods: list[str]) -> list[str]:
+    """Samples not verified exactly once by each configured method (tournament rows may repeat a sample)."""
+    problems = []
+    ids = set(generations.column("sample_id").to_pylist())
+    rows = verifications.select(["sample_id", "method"]).to_pylist()
+    for m in methods:
+        seen = {r["sample_id"] for r in rows if r["method"] == m}
+        if missing := ids - seen:
+            problems.append(f"{m}: {len(missing)} of {len(ids)} samples unverified, e.g. {sorted(missing)[0]!r}")
+        if extra := seen - ids:
+            problems.append(f"{m}: {len(extra)} verified sample(s) not in generations, e.g. {sorted(extra)[0]!r}")
+    return problems
+
+
+def every_sample_verified(methods: list[str]) -> TableCheck:
+    def evaluate(verifications: pa.Table, inputs: Mapping[str, Any]) -> dg.AssetCheckResult:
+        problems = verification_problems(inputs["generations"], verifications, methods)
+        return dg.AssetCheckResult(
+            passed=not problems, description="; ".join(problems) or None, metadata={"rows": verifications.num_rows}
+        )
+
+    return TableCheck(
+        "every_sample_verified",
+        f"Each of {', '.join(methods)} verified every sample of the round; blocking: the filter and the gap "
+        "would otherwise score missing samples as parse failures.",
+        evaluate,
+    )
+
+
 def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
     spec = exp.spec.verification
     who = "a cross-verifier" if spec.verifier else "the round's own model"
 
-    @dg.asset(
+    @stage_asset(
         key=exp.key("verifications", r),
+        checks=[every_sample_verified(spec.methods)],
         ins={
             "generations": dg.AssetIn(exp.key("generations", r)),
             "prompts": dg.AssetIn(exp.key("prompts")),

@@ -1,4 +1,5 @@
-"""The round factory: one experiment spec -> its assets, checks and job.
+"""The round factory: one experiment spec -> its assets, checks and job. A stage's checks of its own table
+are part of its asset (assets/checked.py); the cross-round `heldout_not_worse` is a check of its own.
 
 Rounds are key prefixes, not partitions: round r's generations depend on round r-1's checkpoint, and
 that lineage is visible in the UI. Each round is a group nested in its experiment's (`demo/round_1`).
@@ -13,7 +14,7 @@ import dagster as dg
 from selfimprove.assets.analyses import threshold_sweep_asset, verifier_overlap_asset
 from selfimprove.assets.checkpoints import checkpoint_asset
 from selfimprove.assets.common import Experiment
-from selfimprove.assets.evals import eval_asset
+from selfimprove.assets.evals import eval_asset, heldout_check
 from selfimprove.assets.filtered import filtered_asset
 from selfimprove.assets.gaps import gap_asset
 from selfimprove.assets.generations import generations_asset
@@ -22,7 +23,6 @@ from selfimprove.assets.pairs import pairs_asset
 from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.reports import report_asset
 from selfimprove.assets.verifications import verifications_asset
-from selfimprove.pipelines.checks import round_checks
 from selfimprove.resources.updates import UPDATES
 from selfimprove.spec import ExperimentSpec
 
@@ -46,7 +46,7 @@ def build_experiment(spec: ExperimentSpec) -> ExperimentDefs:
         assets += [stage(exp, r) for stage in (*ROUND_STAGES, *ROUND_ANALYSES)]
         if UPDATES[spec.distill.update].data == "pairs":  # preference updates train on the round's pairs
             assets.append(pairs_asset(exp, r))
-        checks += round_checks(exp, r)
+        checks.append(heldout_check(exp, r))
     assets += [eval_asset(exp, spec.rounds), report_asset(exp)]
     job = dg.define_asset_job(
         f"{spec.name}_job",

@@ -37,7 +37,6 @@ from selfimprove.assets.prompts import prompts_asset
 from selfimprove.assets.scaling import CellRef, MemberRef, cross_verification_asset, relative_gap_asset
 from selfimprove.assets.thresholds import thresholds_asset
 from selfimprove.assets.verifications import verifications_asset
-from selfimprove.pipelines.checks import round_checks
 from selfimprove.spec import (
     DagsterName,
     ExperimentSpec,
@@ -223,17 +222,11 @@ class CrossExperiment(Experiment):
 @dataclass(frozen=True)
 class StudyDefs:
     assets: list[dg.AssetsDefinition]
-    checks: list[dg.AssetChecksDefinition]
     job: dg.UnresolvedAssetJobDefinition
 
 
-def _gap_checks(exp: Experiment, keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
-    """Round 0's checks whose asset is in `keys` (the gap's, not the filtered/eval ones of a full loop)."""
-    return [c for c in round_checks(exp, 0) if all(k.asset_key in keys for k in c.check_keys)]
-
-
-def measurement(exp: Experiment) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """The assets up to round 0's gap (no distillation, no eval), the gap's checks and, for a member's own
+def measurement(exp: Experiment) -> list[dg.AssetsDefinition]:
+    """The assets up to round 0's gap (no distillation, no eval), with their checks and, for a member's own
     samples, round 0's threshold sweep and verifier overlap."""
     if isinstance(exp, CrossExperiment):
         assets = [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
@@ -241,7 +234,7 @@ def measurement(exp: Experiment) -> tuple[list[dg.AssetsDefinition], list[dg.Ass
         assets = [base_model_asset(exp), prompts_asset(exp), generations_asset(exp, 0)]
         assets += [verifications_asset(exp, 0), gap_asset(exp, 0, follow_filtered=False)]
         assets += [threshold_sweep_asset(exp, 0), verifier_overlap_asset(exp, 0)]
-    return assets, _gap_checks(exp, {k for a in assets for k in a.keys})
+    return assets
 
 
 def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
@@ -251,7 +244,6 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
     added to it. A member whose name is defined with another spec is an error.
     """
     assets: list[dg.AssetsDefinition] = []
-    checks: list[dg.AssetChecksDefinition] = []
     group = study_group(study.name)
     exps: list[Experiment] = [Experiment(m.spec, parent=group) for m in study.members]
     exps += [CrossExperiment(c.spec, parent=group, generator=c.generator) for c in study.cells]
@@ -262,9 +254,7 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
                 raise SpecError(f"study {study.name}: member {exp.name} differs from the experiment of that name")
             continue
         defined[exp.name] = exp.spec
-        a, c = measurement(exp)
-        assets += a
-        checks += c
+        assets += measurement(exp)
     v = study.spec.verdict
     refs = [MemberRef(m.spec.name, m.label, m.flops) for m in study.members]
     own = [relative_gap_asset(study.name, study.spec.description, refs, v.verifier, v.filter, v.min_sizes)]
@@ -290,4 +280,4 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
         description=study.spec.description or f"Study {study.name}: every member's round-0 gap and the study assets.",
         executor_def=dg.in_process_executor,
     )
-    return StudyDefs(assets + own, checks, job)
+    return StudyDefs(assets + own, job)

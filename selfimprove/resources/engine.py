@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
@@ -24,6 +25,11 @@ class Sampling:
     stop: tuple[str, ...] = ()
 
     def to_json(self) -> str:
+        """Canonical JSON, part of every sample's cache key: made once per instance (frozen, so it never changes)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
 

@@ -49,10 +49,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(result.path), "dagster/row_count": result.num_rows})
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
+        return self.load(context.asset_key)
+
+    def load(self, key: dg.AssetKey) -> pa.Table:
         """The stored table; of a table with filter variants (`filtered`, `gap`), the latest setting's rows,
         which is what every downstream stage and check reads (all settings stay in the warehouse and SQL)."""
-        stage, experiment, round = partition_of(context.asset_key)
-        return current(self.warehouse.read(stage, experiment, round))
+        return current(self.warehouse.read(*partition_of(key)))
 
 
 class WarehouseResource(dg.ConfigurableResource):
