@@ -5,8 +5,8 @@ the asset (`check_specs`) and evaluated right after the table is stored, in the 
 step per stage, not one per stage and check, which halves Dagster's per-step cost of a cached rerun
 (docs/benchmarks.md, "Caching"). The asset can be subset, so a check can still be run alone (the UI's
 "Execute" on a check, or an asset-check selection): it then reads the stored table and recomputes nothing.
-Either way a check sees the table as every reader does (`ParquetIOManager.load`: the current filter
-setting's rows), read back from the warehouse.
+Either way a check sees the table as every reader does: the current filter setting's rows
+(`variants.current`, which `ParquetIOManager.load` applies to the stored table).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+
+from selfimprove.variants import current
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,11 @@ def stage_asset(
         def step(*args: Any, **kwargs: Any) -> Iterator[dg.Output[pa.Table] | dg.AssetCheckResult]:
             context = dg.AssetExecutionContext.get()
             if key in context.selected_asset_keys:
-                yield fn(*args, **kwargs)  # stored by the IO manager before the generator resumes
-            table = context.resources.io_manager.load(key)
+                out = fn(*args, **kwargs)
+                yield out  # stored by the IO manager before the generator resumes
+                table = current(out.value)  # what the IO manager hands every reader
+            else:  # the check alone: the stored table, as every reader loads it
+                table = context.resources.io_manager.load(key)
             for c in checks:
                 if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys:
                     yield c.evaluate(table, kwargs)._replace(asset_key=key, check_name=c.name)

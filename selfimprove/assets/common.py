@@ -70,11 +70,8 @@ def study_group(study: str) -> str:
 
 
 def digest(*parts: object) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(str(p).encode())
-        h.update(b"\x1f")
-    return h.hexdigest()[:24]
+    """A 24-hex-digit sha256 of the parts' strings, each followed by a unit separator (0x1f)."""
+    return hashlib.sha256("".join(f"{p}\x1f" for p in parts).encode()).hexdigest()[:24]
 
 
 def preview(table: pa.Table, columns: list[str] | None = None, rows: int = 5) -> str:

@@ -14,7 +14,15 @@ import pyarrow as pa
 from selfimprove import metrics
 from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, beside_other_settings, output
-from selfimprove.assets.scoring import ENSEMBLE, MAJORITY, answer_classes, combined, method_scores, rule
+from selfimprove.assets.scoring import (
+    ENSEMBLE,
+    MAJORITY,
+    answer_classes,
+    combined,
+    method_scores,
+    prompt_codes,
+    rule,
+)
 from selfimprove.resources.io_manager import WarehouseResource
 from selfimprove.spec import ExperimentSpec, FilterSpec, GapSpec
 from selfimprove.variants import variant_key
@@ -50,7 +58,7 @@ def gap_rows(
     """One row per verifier x filter, plus the majority vote (`majority` x `majority`) when `classes` is given;
     `configured` marks the main verifier with the filter `used` (default: the spec's filter)."""
     used = used or spec.filter
-    prompt_ids = generations.column("prompt_id").to_pylist()
+    prompt_ids = prompt_codes(generations)
     correct = np.asarray(generations.column("correct").to_pylist(), dtype=float)
     methods = spec.verification.methods
     scores = method_scores(generations, verifications, methods, spec.verification.on_parse_failure)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from numpy.typing import ArrayLike
 
-from selfimprove import filters, voting
+from selfimprove import filters, metrics, voting
 from selfimprove.spec import FilterSpec
 from selfimprove.tasks.base import Task, same_answers
 from selfimprove.verification import sample_scores
@@ -14,10 +15,17 @@ ENSEMBLE = "ensemble"
 MAJORITY = "majority"  # the verifier-free candidate: each sample scored by its answer's vote share
 
 
+def prompt_codes(generations: pa.Table) -> np.ndarray:
+    """Each sample's prompt as an integer code (first-appearance order, as `metrics.factorize` numbers them):
+    grouping by codes gives the same groups in the same order as by prompt ids, without sorting strings again
+    in every filter and bootstrap."""
+    return metrics.factorize(generations.column("prompt_id").to_pylist())[0]
+
+
 def answer_classes(task: Task, generations: pa.Table) -> np.ndarray:
     """Per-sample answer class within its prompt, under the task's answer equivalence (-1: no answer)."""
-    ids = generations.column("prompt_id").to_pylist()
-    return voting.answer_classes(ids, generations.column("answer").to_pylist(), same_answers(task))
+    answers = generations.column("answer").to_pylist()
+    return voting.answer_classes(prompt_codes(generations), answers, same_answers(task))
 
 
 def method_scores(
@@ -29,7 +37,7 @@ def method_scores(
     return {m: np.asarray(sample_scores(rows, ids, m, policy), dtype=float) for m in methods}
 
 
-def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> np.ndarray:
+def filter_weights(prompt_ids: ArrayLike, scores: np.ndarray, f: FilterSpec) -> np.ndarray:
     kind = filters.FILTERS[f.kind]
     if kind.needs != "scores":
         raise ValueError(f"filter kind {f.kind!r} does not filter verifier scores")
@@ -37,7 +45,7 @@ def filter_weights(prompt_ids: list[str], scores: np.ndarray, f: FilterSpec) -> 
 
 
 def combined(
-    prompt_ids: list[str], scores: dict[str, np.ndarray], f: FilterSpec, classes: np.ndarray | None = None
+    prompt_ids: ArrayLike, scores: dict[str, np.ndarray], f: FilterSpec, classes: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(score, weight) of the methods together: one method as is, several through the ensemble.
 
@@ -73,7 +81,7 @@ def selection(
     classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(score, weight) per sample of what the filter keeps for training, empty-prompt policy applied."""
-    prompt_ids = generations.column("prompt_id").to_pylist()
+    prompt_ids = prompt_codes(generations)
     score, weight = combined(prompt_ids, method_scores(generations, verifications, methods, policy), f, classes)
     return score, filters.apply_empty_policy(prompt_ids, score, weight, f.empty)
 

@@ -6,7 +6,9 @@ Asset keys map to partitions: `[E, "round_<r>", stage]` -> (stage, E, r) and `[E
 
 from __future__ import annotations
 
+import os
 import re
+from functools import lru_cache
 
 import dagster as dg
 import pyarrow as pa
@@ -28,6 +30,18 @@ def partition_of(key: dg.AssetKey) -> tuple[str, str, int | None]:
     raise ValueError(f"asset key {key.to_user_string()!r} is not [experiment, round_<r>, stage] or [experiment, stage]")
 
 
+def warehouse_at(root: str) -> Warehouse:
+    """The warehouse at `root`, made once per process and root: resolving a root's URL and filesystem costs
+    more than reading a small table, and every input, output and shard goes through it (a Warehouse holds no
+    state). A relative local root is resolved against the current directory first, as `Warehouse` does."""
+    return _warehouse(root if "://" in root else os.path.abspath(os.path.expanduser(root)))
+
+
+@lru_cache(maxsize=16)
+def _warehouse(root: str) -> Warehouse:
+    return Warehouse(root)
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Writes each asset's pyarrow Table atomically to `<root>/<stage>/experiment=E[/round=r]/data.parquet`."""
 
@@ -35,7 +49,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.root)
+        return warehouse_at(self.root)
 
     def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
         if not isinstance(obj, pa.Table):
@@ -63,4 +77,4 @@ class WarehouseResource(dg.ConfigurableResource):
     root: str  # same root as the io manager's
 
     def get(self) -> Warehouse:
-        return Warehouse(self.root)
+        return warehouse_at(self.root)
