@@ -14,13 +14,13 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe
 
 from selfimprove.resources.engine import Sampling
 from selfimprove.resources.transformers_engine import TransformersEngine
@@ -89,6 +89,7 @@ def table(summary: dict[str, dict[str, Any]], batch_sizes: dict[str, int], ratio
 
 
 def main(argv: list[str] | None = None) -> None:
+    load_before = os.getloadavg()[0]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="default", help="toy size, used when --model is not given")
     p.add_argument("--model", default="", help="a checkpoint folder (overrides --size)")
@@ -136,9 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"model: {path} (size {meta.get('size', '?')}, {meta.get('n_params', 0) / 1e6:.2f}M params); "
         f"{len(prompts)} prompts x n={args.n}, temperature {args.temperature}, max_new_tokens {args.max_new_tokens}; "
-        f"{args.repeats} interleaved repeats; torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
-        f"identical samples in both modes: {'yes' if identical else 'NO'}"
+        f"{args.repeats} interleaved repeats; identical samples in both modes: {'yes' if identical else 'NO'}\n"
+        f"{describe(load_before)}"
     )
     if args.json:
         out = {

@@ -55,15 +55,14 @@ def sweep_rows(wh: Warehouse, name: str, rnd: int) -> list[dict]:
 
 
 def print_study(wh: Warehouse, study: str) -> None:
-    from selfimprove.assets.thresholds import threshold_verdicts, transfer_pairs
+    from selfimprove.assets.thresholds import thresholds_markdown
 
-    rows = wh.read("thresholds", study).to_pylist()
-    cols = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting"]
+    verdicts_md, pairs_md = thresholds_markdown(wh.read("thresholds", study).to_pylist())
     print(f"\n#### {study}: shapes and transfer (paper §6.1)\n")
-    print(md_table(threshold_verdicts(rows), [*cols, "transfer", "pairs_transferring"], float_format="g"))
-    pairs = transfer_pairs(rows)
-    print(f"\n#### {study}: each member's best setting on every other member\n")
-    print(md_table(pairs, list(pairs[0]), float_format="g"))
+    print(verdicts_md)
+    if pairs_md:
+        print(f"\n#### {study}: each member's best setting on every other member\n")
+        print(pairs_md)
 
 
 def main() -> None:

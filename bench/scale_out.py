@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import torch
+from machine import describe
 
 from selfimprove.assets.sampling import sample_and_grade, task_sampling
 from selfimprove.resources.engine import Engine, Sampling
@@ -75,7 +75,7 @@ def main() -> None:
     task = ArithmeticTask()
     problems = [(q, task.generation_prompt(q)) for q in task.load(args.prompts, seed=0)]
     torch.set_num_threads(1)
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
 
     cluster = LocalRayCluster(node_cpus=(2, 2))
     cluster.start()
@@ -112,7 +112,6 @@ def main() -> None:
             engine.close()
         ray.shutdown()
         cluster.stop()
-    load_after = os.getloadavg()
 
     base = statistics.median(seconds["in-process"])
     head = ["mode", "median s", "samples/s", "tokens/s", "vs in-process", "start-up s", "seconds per repeat"]
@@ -129,16 +128,13 @@ def main() -> None:
         "identical_rows": same,
         "seconds": seconds,
         "startup_seconds": startup,
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": describe(load_before),
         "table": "\n".join(lines),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print("\n".join(lines))
-    print(f"identical rows in every mode: {same}; load average before {load_before}, after {load_after}")
+    print(f"identical rows in every mode: {same}\n{result['machine']}")
 
 
 if __name__ == "__main__":

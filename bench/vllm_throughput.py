@@ -24,12 +24,13 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    load_before = os.getloadavg()[0]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="default", help="toy size, used when --model is not given")
     p.add_argument("--model", default="", help="a checkpoint folder (overrides --size)")
@@ -196,9 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         f"params); {len(prompts)} {args.task} prompts {args.task_options} x n={args.n}, "
         f"temperature {args.temperature}, top_p {args.top_p}, "
         f"max_new_tokens {args.max_new_tokens}; {args.repeats} interleaved repeats; vllm {vllm.__version__}, "
-        f"torch {torch.__version__}, enforce_eager={args.enforce_eager}, vLLM start {start_seconds:.1f} s; "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
-        f"our engine reproducible across calls: {'yes' if identical[0] == identical[1] else 'NO'}"
+        f"enforce_eager={args.enforce_eager}, vLLM start {start_seconds:.1f} s; "
+        f"our engine reproducible across calls: {'yes' if identical[0] == identical[1] else 'NO'}\n"
+        f"{describe(load_before)}"
     )
     if args.json:
         out = {"args": vars(args), "model": str(path), "meta": meta, "summary": summary, "ratios": ratios}

@@ -90,18 +90,16 @@ def print_study(name: str, root: str) -> None:
         print(cross_grid(cross, v.filter))
         plot_paths.append(wh.url(cross.column("plot")[0].as_py()))
     if wh.exists("thresholds", name):
-        from selfimprove.assets.thresholds import threshold_verdicts, transfer_pairs
-        from selfimprove.render import md_table
+        from selfimprove.assets.thresholds import thresholds_markdown
 
-        found = threshold_verdicts(wh.read("thresholds", name).to_pylist())
-        cols = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting"]
+        thresholds = wh.read("thresholds", name)
+        verdicts_md, pairs_md = thresholds_markdown(thresholds.to_pylist())
         print(f"\n{name}: gap against the filter threshold (paper §6.1): shapes and transfer across members\n")
-        print(md_table(found, [*cols, "transfer", "pairs_transferring"], float_format="g"))
-        pairs = transfer_pairs(wh.read("thresholds", name).to_pylist())
-        if pairs:
+        print(verdicts_md)
+        if pairs_md:
             print(f"\n{name}: each member's best setting on every other member\n")
-            print(md_table(pairs, list(pairs[0]), float_format="g"))
-        plot_paths.append(wh.url(wh.read("thresholds", name).column("plot")[0].as_py()))
+            print(pairs_md)
+        plot_paths.append(wh.url(thresholds.column("plot")[0].as_py()))
     print("\nVerdicts\n")
     print(verdict_markdown(verdicts(scaling=rows, verifier=v.verifier, filter=v.filter, min_sizes=v.min_sizes)))
     print("\nPlots:\n  " + "\n  ".join(plot_paths))

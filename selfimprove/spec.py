@@ -39,6 +39,13 @@ def _group_path(v: str) -> str:
 
 
 GroupPath = Annotated[str, AfterValidator(_group_path)]  # Dagster nests groups at "/": `smollm2`, `a/b`
+STUDIES_GROUP = "studies"  # the UI group every study's assets and members are shown in (`studies/<study>`)
+
+
+def _not_the_studies_group(v: str) -> str:
+    if v.split("/")[0] == STUDIES_GROUP:
+        raise ValueError(f"{v!r}: {STUDIES_GROUP!r} is the group of the studies (studies/<study>); choose another")
+    return v
 
 
 def _known_method(v: str) -> str:
@@ -270,9 +277,10 @@ class ExecutionSpec(Strict):
 
 
 class ExperimentSpec(Strict):
-    name: DagsterName
+    name: Annotated[DagsterName, AfterValidator(_not_the_studies_group)]
     description: str = ""
-    group: GroupPath = ""  # the UI group the experiment's own group nests in ("" = top level)
+    # the UI group the experiment's own group nests in ("" = top level)
+    group: Annotated[GroupPath, AfterValidator(_not_the_studies_group)] = ""
     model: ModelSpec
     task: TaskSpec = TaskSpec()
     generation: GenerationSpec = GenerationSpec()

@@ -189,6 +189,18 @@ def test_member_that_is_a_top_level_experiment_is_reused(tmp_path: Path) -> None
     }
 
 
+def test_member_group_is_refused_not_ignored(tmp_path: Path) -> None:
+    """A member built by the study is shown in the study's group, so a `group:` of its own is an error that says
+    so (it was silently ignored); the same file as a top-level experiment keeps its group."""
+    solo = {**MICRO_SPEC, "name": "solo", "group": "mine"}
+    (tmp_path / "solo.yaml").write_text(yaml.safe_dump(solo))
+    study = parse_study({"name": "t", "members": [{"file": "solo.yaml", "flops": 1e9}]}, "t.yaml", tmp_path)
+    with pytest.raises(SpecError, match=r"member solo sets group: mine, but .* \(studies/t\)"):
+        build_definitions([], root=str(tmp_path / "wh"), studies=[study])
+    defs = build_definitions([parse_spec(solo)], root=str(tmp_path / "wh"), studies=[study])
+    assert defs.resolve_asset_graph().get(dg.AssetKey(["solo", "prompts"])).group_name == "mine/solo"
+
+
 # --------------------------------------------------------------------------- a micro study end to end
 
 
@@ -306,7 +318,7 @@ def test_cross_verification_table(micro_study: tuple) -> None:
 
 def test_thresholds_table(micro_study: tuple) -> None:
     """One row per verifier x axis x member; each member's best setting is the argmax of its own sweep."""
-    from selfimprove.assets.thresholds import threshold_verdicts
+    from selfimprove.assets.thresholds import threshold_verdicts, thresholds_markdown
 
     _, wh, events = micro_study
     rows = wh.read("thresholds", "t").to_pylist()
@@ -327,3 +339,9 @@ def test_thresholds_table(micro_study: tuple) -> None:
     assert found[("oracle", "alpha")]["pairs_transferring"].endswith(" / 6")
     assert "verdicts" in events["t/thresholds"].metadata
     assert "pairwise_transfer" in events["t/thresholds"].metadata
+    # the CLI's and bench/real_results.py's tables: a study with one member has no pair to show
+    verdicts_md, pairs_md = thresholds_markdown(rows)
+    assert verdicts_md.splitlines()[0].startswith("| verifier | axis | paper_shape | shape_holds |")
+    assert len(pairs_md.splitlines()) == 2 + 3 * 2 * 3 * 2  # header, rule, each row's two other members
+    one = [{**r, "transfer_from": []} for r in rows if r["size"] == rows[0]["size"]]
+    assert thresholds_markdown(one)[1] == ""

@@ -69,6 +69,8 @@ BAD_SPECS = [
     ("name_with_dot", {**VALID, "name": "my.exp"}, "name", "not a valid Dagster name"),
     ("group_with_dash", {**VALID, "group": "real/small-models"}, "group", "'small-models' is not a valid Dagster name"),
     ("group_empty_level", {**VALID, "group": "real//x"}, "group", "'' is not a valid Dagster name"),
+    ("name_studies", {**VALID, "name": "studies"}, "name", "'studies' is the group of the studies"),
+    ("group_studies", {**VALID, "group": "studies/mine"}, "group", "'studies' is the group of the studies"),
     ("both_model_sources", {**VALID, "model": {"embedded": "micro", "path": "/models/x"}}, "model", "exactly one"),
     ("no_model_source", {**VALID, "model": {}}, "model", "exactly one"),
     ("no_model_at_all", {"name": "ok_spec"}, "model", "Field required"),

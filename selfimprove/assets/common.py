@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from selfimprove.render import md_table
 from selfimprove.resources.warehouse import Warehouse, table_digest
-from selfimprove.spec import ExperimentSpec
+from selfimprove.spec import STUDIES_GROUP, ExperimentSpec
 from selfimprove.tasks.base import Task
 from selfimprove.variants import merge_variants
 from selfimprove.verdicts import Verdict, verdict_markdown
@@ -66,7 +66,7 @@ class Experiment:
 def study_group(study: str) -> str:
     """The group of a study's own assets (inside one `studies` group, so that adding a study adds no tile to
     the global lineage); its members' groups nest inside it."""
-    return f"studies/{study}"
+    return f"{STUDIES_GROUP}/{study}"
 
 
 def digest(*parts: object) -> str:

@@ -146,6 +146,18 @@ def threshold_verdicts(rows: Sequence[Row]) -> list[Row]:
     return out
 
 
+VERDICT_COLUMNS = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting"]
+VERDICT_COLUMNS += ["transfer", "pairs_transferring"]
+
+
+def thresholds_markdown(rows: Sequence[Row]) -> tuple[str, str]:
+    """A study's `thresholds` rows as two markdown tables: the verdicts (shapes, transfer) and each member's best
+    setting on every other member ("" when no pair was measured)."""
+    verdicts = md_table(threshold_verdicts(rows), VERDICT_COLUMNS, float_format="g")
+    pairs = transfer_pairs(rows)
+    return verdicts, md_table(pairs, list(pairs[0]), float_format="g") if pairs else ""
+
+
 def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefinition:
     ins = {f"sweep_{i}": dg.AssetIn(dg.AssetKey([r.name, "round_0", "threshold_sweep"])) for i, r in enumerate(refs)}
 

@@ -253,6 +253,11 @@ def build_study(study: Study, defined: dict[str, ExperimentSpec]) -> StudyDefs:
             if known != exp.spec:
                 raise SpecError(f"study {study.name}: member {exp.name} differs from the experiment of that name")
             continue
+        if exp.spec.group:  # shown in the study's group: a group of its own would be silently ignored
+            raise SpecError(
+                f"study {study.name}: member {exp.name} sets group: {exp.spec.group}, but a study's members are shown "
+                f"in the study's group ({group}); remove it, or add {exp.name} to experiments/ to show it on its own"
+            )
         defined[exp.name] = exp.spec
         assets += measurement(exp)
     v = study.spec.verdict
