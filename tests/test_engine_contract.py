@@ -378,3 +378,40 @@ def test_weight_digest_follows_content_not_path(engine: TransformersEngine, micr
     tokenizer.save_pretrained(str(saved))
     reloaded = TransformersEngine.from_path(saved)
     assert reloaded.weight_digest == perturbed
+
+
+class NoLogitsToKeep(torch.nn.Module):
+    """Stands in for a remote-code model whose forward does not take `logits_to_keep` (it returns every
+    position's logits): the engine must give the same samples and scores, not a TypeError."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None):  # type: ignore[no-untyped-def]
+        kwargs = {"attention_mask": attention_mask, "position_ids": position_ids, "past_key_values": past_key_values}
+        return self.inner(input_ids=input_ids, **kwargs)
+
+
+def test_a_model_without_logits_to_keep_gives_the_same_samples_and_scores(engine: TransformersEngine) -> None:
+    from selfimprove.resources.models import last_logits
+
+    plain = TransformersEngine(NoLogitsToKeep(engine.model), engine.tokenizer, batch_size=64, path=engine.path)
+    assert last_logits(plain.model, 3) == {} and last_logits(engine.model, 3) == {"logits_to_keep": 3}
+    sampling = Sampling(temperature=0.9, max_new_tokens=12)
+    prompts = [PROMPT, *OTHERS]
+    assert plain.generate(prompts, 3, sampling, seed=5) == engine.generate(prompts, 3, sampling, seed=5)
+    continuations = ["2775\n", "4", "123", ""]
+    for a, b in zip(plain.score(prompts, continuations), engine.score(prompts, continuations), strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_a_lora_model_is_asked_about_its_base_model(micro_model: Path) -> None:
+    """SFT trains a peft model, whose forward takes **kwargs: its logits stay cut to the completions."""
+    from peft import LoraConfig, get_peft_model
+
+    from selfimprove.resources.models import last_logits
+
+    model, _ = load_model(micro_model)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert last_logits(lora, 7) == {"logits_to_keep": 7}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,20 @@ def weight_digest(model: torch.nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:32]
+
+
+def last_logits(model: torch.nn.Module, keep: int) -> dict[str, int]:
+    """`{"logits_to_keep": keep}` when the model's forward takes it, else `{}`; the caller then slices the last
+    `keep` positions itself. Every transformers causal LM takes it and so computes only those logits (over a
+    49k vocabulary a full [batch, length, vocabulary] tensor is gigabytes); a remote-code model may not, and
+    gets the same logits at full memory rather than a TypeError. A peft model is asked about its base model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {"logits_to_keep": keep} if _takes_logits_to_keep(type(base)) else {}
+
+
+@lru_cache(maxsize=64)
+def _takes_logits_to_keep(cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def text_ids(tokenizer: Any, text: str) -> list[int]:

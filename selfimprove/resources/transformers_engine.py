@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from selfimprove.resources.engine import Generation, Sampling, sample_seed
-from selfimprove.resources.models import load_model, prompt_ids, text_ids, weight_digest
+from selfimprove.resources.models import last_logits, load_model, prompt_ids, text_ids, weight_digest
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class TransformersEngine:
                     attention_mask=mask,
                     position_ids=step_pos,
                     past_key_values=cache,
-                    logits_to_keep=1,
+                    **last_logits(self.model, 1),
                 )
                 .logits[:, -1, :]
                 .float()
@@ -171,8 +171,8 @@ class TransformersEngine:
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.device),
-                logits_to_keep=keep,
-            ).logits
+                **last_logits(self.model, keep),
+            ).logits[:, -keep:]
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
             for r, (_, c) in enumerate(pairs):
                 positions = torch.arange(keep - len(c) - 1, keep - 1)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from selfimprove import faults
-from selfimprove.resources.models import prompt_ids, text_ids
+from selfimprove.resources.models import last_logits, prompt_ids, text_ids
 from selfimprove.resources.updates.base import TrainExample, Update
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def fit(
             # they are unused, and a [batch, length, vocabulary] float tensor (with its log-softmax and
             # gradient) is gigabytes for a 49k vocabulary (docs/benchmarks.md, "SFT memory").
             start = max(0, min(completion_start(encoded[i][1]) for i in batch) - 1)
-            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=width - start).logits[:, :-1].float()
+            keep = width - start
+            logits = model(input_ids=ids, attention_mask=mask, **last_logits(model, keep)).logits[:, -keep:-1].float()
             target = labels[:, start + 1 :]
             tok_loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
