@@ -100,7 +100,10 @@ def main(names: list[str], samples: str) -> None:
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("experiments", nargs="*", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    # no `choices` on the list: argparse would check the default list itself against them and refuse it
+    cli.add_argument("experiments", nargs="*", default=list(EXPERIMENTS), help=f"of {', '.join(EXPERIMENTS)}")
     cli.add_argument("--samples", default="demo", choices=EXPERIMENTS, help="whose round-0 samples to train on")
     args = cli.parse_args()
+    if unknown := set(args.experiments) - set(EXPERIMENTS):
+        cli.error(f"unknown experiment(s) {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     main(args.experiments, args.samples)

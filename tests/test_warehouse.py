@@ -254,3 +254,25 @@ def test_lora_temp_folders_of_dead_processes_are_removed(tmp_path: Path) -> None
         (d / "adapter").mkdir(parents=True)
     remove_stale_temp(tmp_path)
     assert not dead.exists() and live.exists()
+
+
+def test_a_table_is_digested_once_while_it_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An asset's output is digested for its DataVersion and again by the write that stores it: the second
+    time is free. Equal tables still get equal digests, and a table that is gone leaves nothing behind."""
+    import gc
+
+    from selfimprove.resources import warehouse
+
+    made = []
+    sha256 = warehouse.hashlib.sha256
+    monkeypatch.setattr(warehouse.hashlib, "sha256", lambda data: made.append(1) or sha256(data))
+    table = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    first = warehouse.table_digest(table)
+    assert warehouse.table_digest(table) == first and len(made) == 1
+    twin = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    assert warehouse.table_digest(twin) == first and len(made) == 2
+    assert warehouse.table_digest(twin.slice(0, 2)) != first
+    key = id(twin)
+    del twin
+    gc.collect()
+    assert key not in warehouse._DIGESTS

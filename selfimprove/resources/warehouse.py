@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -40,13 +41,25 @@ def without_digest(meta: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None
 def table_digest(table: pa.Table) -> str:
     """Content hash of a table (schema and values): the asset's DataVersion, and how a write knows the
     stored table is already this one. A digest key the table carries (read past `Warehouse.read`) is not
-    part of its content."""
+    part of its content. Tables are immutable, so a table's digest is made once while it lives (an asset's
+    output is digested for its DataVersion and again by the write that stores it)."""
+    known = _DIGESTS.get(id(table))
+    if known is not None and known[0]() is table:
+        return known[1]
     if table.schema.metadata and DIGEST_KEY in table.schema.metadata:
-        table = table.replace_schema_metadata(without_digest(table.schema.metadata))
+        content = table.replace_schema_metadata(without_digest(table.schema.metadata))
+    else:
+        content = table
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
+    with pa.ipc.new_stream(sink, content.schema) as writer:
+        writer.write_table(content.combine_chunks())
+    digest = hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
+    key = id(table)
+    _DIGESTS[key] = (weakref.ref(table, lambda _: _DIGESTS.pop(key, None)), digest)
+    return digest
+
+
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}  # id -> (the live table, its digest)
 
 
 _STAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
