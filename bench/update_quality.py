@@ -14,9 +14,12 @@ says whether the weights equal its stored checkpoint's. Experiments to compare a
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 from selfimprove.assets.checkpoints import training_data
 from selfimprove.assets.common import Experiment
@@ -63,6 +66,7 @@ def stored_digest(wh: Warehouse, name: str) -> str | None:
 
 
 def main(names: list[str], samples: str) -> None:
+    load_before = os.getloadavg()[0]
     demo = Experiment(load_spec(REPO / "experiments" / "demo.yaml"))
     wh = Warehouse(warehouse_root())
     g, v = wh.read("generations", samples, 0), wh.read("verifications", samples, 0)
@@ -96,6 +100,7 @@ def main(names: list[str], samples: str) -> None:
     print("|---|---|---|---:|---:|---:|")
     for name, setting, data, steps, seconds, acc in rows:
         print(f"| {name} | {setting} | {data} | {steps} | {seconds} | {acc:.3f} |")
+    print(f"\n{describe(load_before)}")
 
 
 if __name__ == "__main__":
