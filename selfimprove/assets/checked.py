@@ -2,8 +2,8 @@
 
 A check of a stage's table (`samples_complete` on generations, `not_empty` on filtered, ...) is declared with
 the asset (`check_specs`) and evaluated right after the table is stored, in the same step: a round is one
-step per stage, not one per stage and check, which halves Dagster's per-step cost of a cached rerun
-(docs/benchmarks.md, "Caching"). The asset can be subset, so a check can still be run alone (the UI's
+step per stage, not one per stage and check (5 steps instead of 10; docs/benchmarks.md, "Row cache,
+resumption, SQL at scale"). The asset can be subset, so a check can still be run alone (the UI's
 "Execute" on a check, or an asset-check selection): it then reads the stored table and recomputes nothing.
 Either way a check sees the table as every reader does: the current filter setting's rows
 (`variants.current`, which `ParquetIOManager.load` applies to the stored table).
@@ -39,8 +39,6 @@ def stage_asset(
 ) -> Callable[[Callable[..., dg.Output[pa.Table]]], dg.AssetsDefinition]:
     """`@dg.asset(key=key, **asset)` with `checks` evaluated in its step. The decorated function returns the
     stage's `Output`; its parameters (inputs, resources, config) are declared as for `@dg.asset`."""
-    if not checks:
-        return lambda fn: dg.asset(key=key, **asset)(fn)
     ins = asset.pop("ins", {})
     pool = asset.pop("pool", None)
     specs = [dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
