@@ -146,8 +146,8 @@ def threshold_verdicts(rows: Sequence[Row]) -> list[Row]:
     return out
 
 
-VERDICT_COLUMNS = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting"]
-VERDICT_COLUMNS += ["transfer", "pairs_transferring"]
+VERDICT_COLUMNS = ["verifier", "axis", "paper_shape", "shape_holds", "shapes", "best_settings", "family_setting",
+                   "transfer", "pairs_transferring"]  # fmt: skip
 
 
 def thresholds_markdown(rows: Sequence[Row]) -> tuple[str, str]:
@@ -178,22 +178,10 @@ def thresholds_asset(study: str, refs: Sequence[MemberRef]) -> dg.AssetsDefiniti
             curves += [{**r, "line": ref.label or ref.name} for r in t.to_pylist() if r["axis"] == "alpha"]
         png = plots.sweep_figure(curves, f"{study}: gap against the per-prompt quantile, per member", line_key="line")
         table, meta = write_study_table(warehouse, "thresholds", study, table, "thresholds", png)
-        found = threshold_verdicts(table.to_pylist())
-        cols = [
-            "verifier",
-            "axis",
-            "paper_shape",
-            "shape_holds",
-            "shapes",
-            "family_setting",
-            "best_settings",
-            "transfer",
-            "pairs_transferring",
-        ]
-        meta["verdicts"] = dg.MetadataValue.md(md_table(found, cols, float_format="g"))
-        pairs = transfer_pairs(table.to_pylist())
-        if pairs:
-            meta["pairwise_transfer"] = dg.MetadataValue.md(md_table(pairs, list(pairs[0]), float_format="g"))
+        verdicts_md, pairs_md = thresholds_markdown(table.to_pylist())
+        meta["verdicts"] = dg.MetadataValue.md(verdicts_md)
+        if pairs_md:
+            meta["pairwise_transfer"] = dg.MetadataValue.md(pairs_md)
         meta["preview"] = dg.MetadataValue.md(
             preview(table, ["verifier", "axis", "size", "best_setting", "best_gap", "shape", "transfers"], rows=40)
         )
