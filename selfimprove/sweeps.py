@@ -148,12 +148,14 @@ def _reaches(at: Mapping[str, Any], own_best: Mapping[str, Any]) -> bool:
     return bool(at["gap_hi"] >= own_best["gap"] - 1e-12)
 
 
-def _shared(rows: Sequence[Mapping[str, Any]], member_key: str) -> tuple[list[Any], list[float], dict]:
-    """(members in order, settings every member has, (member, setting) -> row)."""
+def _shared(rows: Sequence[Mapping[str, Any]], member_key: str) -> tuple[list[Any], list[float], dict, dict]:
+    """(members in order, settings every member has, (member, setting) -> row, member -> its best row over those
+    settings by `rank`; empty when no setting is shared)."""
     members = list(dict.fromkeys(r[member_key] for r in rows))
     at = {(r[member_key], r["setting"]): r for r in rows}
     common = sorted(s for s in {r["setting"] for r in rows} if all((m, s) in at for m in members))
-    return members, common, at
+    best = {m: max((at[(m, s)] for s in common), key=rank) for m in members} if common else {}
+    return members, common, at, best
 
 
 def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> dict[str, Any]:
@@ -164,7 +166,7 @@ def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> d
     it has a CI reaching that member's own best gap (gap_hi >= own best gap). Returns the family setting,
     each member's best setting and whether it transfers, and `holds` (True if it transfers to all).
     """
-    members, common, at = _shared(rows, member_key)
+    members, common, at, best = _shared(rows, member_key)
     if len(members) < 2:
         return {"holds": None, "evidence": f"needs >= 2 members, have {len(members)}"}
     if not common:
@@ -172,8 +174,7 @@ def transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "member") -> d
     family = max(common, key=lambda s: (float(np.mean([at[(m, s)]["gap"] for m in members])), -s))
     per: dict[str, dict[str, float | bool]] = {}
     for m in members:
-        own = max((at[(m, s)] for s in common), key=rank)
-        fam = at[(m, family)]
+        own, fam = best[m], at[(m, family)]
         per[m] = {
             "best": own["setting"],
             "best_gap": own["gap"],
@@ -198,10 +199,9 @@ def pairwise_transfer(rows: Sequence[Mapping[str, Any]], member_key: str = "memb
     and gap, the target's gap at the source's best with its CI, and `transfers` (the same rule as `transfer`:
     that CI reaches the target's own best gap). Empty with fewer than 2 members or no shared setting.
     """
-    members, common, at = _shared(rows, member_key)
+    members, common, at, best = _shared(rows, member_key)
     if len(members) < 2 or not common:
         return []
-    best = {m: max((at[(m, s)] for s in common), key=rank) for m in members}
     out = []
     for src in members:
         for dst in members:
