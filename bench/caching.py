@@ -130,9 +130,10 @@ def materialize(
     counts.update(engines=0, generated=0)
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     job = job.get_subset(asset_selection=set(keys))
-    shared = None if new_instance else INSTANCES.setdefault(root, dg.DagsterInstance.ephemeral())
+    if not new_instance and root not in INSTANCES:
+        INSTANCES[root] = dg.DagsterInstance.ephemeral()
     start, cpu = time.perf_counter(), time.process_time()
-    instance = shared or dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.ephemeral() if new_instance else INSTANCES[root]
     result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG)  # logs as the CLI
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert result.success
@@ -141,7 +142,6 @@ def materialize(
         for e in result.all_events
         if e.is_step_success and e.step_key
     }
-
     meta = {
         e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items() if k != "preview"}
         for e in result.get_asset_materialization_events()
