@@ -27,6 +27,7 @@ ARTIFACTS = REPO / "artifacts" / "browser"
 DEMO_TIMEOUT_S = 2400  # about 1 min on an idle 2-core machine; minutes when it is shared
 PAGE_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 300
+CLICK_RETRY_S = 15  # a click that opened nothing by then is made again
 LOCATION = "selfimprove.definitions"
 
 
@@ -220,11 +221,28 @@ def click(driver: object, what: str, xpath: str, shift: bool = False) -> None:
 
     def attempt() -> bool:
         element = driver.find_element("xpath", xpath)
+        # into the middle of its scrolled container: a link at the edge of the metadata table's inner scroll
+        # area (the report's figure links, in a 1000 px window) took the click elsewhere and opened nothing
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
         chain = ActionChains(driver)
         (chain.key_down(Keys.SHIFT).click(element).key_up(Keys.SHIFT) if shift else chain.click(element)).perform()
         return True
 
     wait_for(driver, what, attempt)
+
+
+def click_until(driver: object, what: str, xpath: str, shown: Callable[[], object], shift: bool = False) -> object:
+    """Click the element at `xpath` until `shown()` is truthy; click again only while no dialog is open
+    (a click lost to a re-render is made again; one that opened a dialog is not)."""
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not driver.find_elements("xpath", "//*[@role='dialog']"):
+            click(driver, what, xpath, shift=shift)
+        try:
+            return wait_for(driver, f"{what}: what it opens", shown, timeout=CLICK_RETRY_S)
+        except pytest.fail.Exception:
+            continue
+    return wait_for(driver, f"{what}: what it opens", shown, timeout=1)
 
 
 def test_report_shows_plots(ui: str, browser: object) -> None:
@@ -235,8 +253,12 @@ def test_report_shows_plots(ui: str, browser: object) -> None:
     row = browser.find_element("xpath", "//tr[.//*[normalize-space()='heldout_and_gap_by_round']]")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
     shot(browser, "04-report")
-    click(browser, "the accuracy_gap figure's link", "//tr[.//*[normalize-space()='plot_accuracy_gap']]//a")
-    wait_for(browser, "the accuracy_gap figure", lambda: image_loaded(browser, "data:image/png"))
+    click_until(
+        browser,
+        "the accuracy_gap figure's link",
+        "//tr[.//*[normalize-space()='plot_accuracy_gap']]//a",
+        lambda: image_loaded(browser, "data:image/png"),
+    )
     shot(browser, "05-report-figure")
     click(browser, "the figure dialog's Close button", "//*[@role='dialog']//button[normalize-space()='Close']")
 
@@ -255,8 +277,13 @@ def test_launchpad_refuses_bad_config_and_runs_the_filter_stage(
     port = int(ui.rsplit(":", 1)[1])
     before = {r["runId"] for r in graphql(port, RUNS)["data"]["runsOrError"]["results"]}
     browser.get(f"{ui}/assets/demo/round_1/filtered")
-    click(browser, "shift-click on Materialize", "//button[normalize-space()='Materialize']", shift=True)
-    wait_for(browser, "the launchpad's config editor", lambda: browser.find_element("css selector", ".CodeMirror"))
+    click_until(
+        browser,
+        "shift-click on Materialize",
+        "//button[normalize-space()='Materialize']",
+        lambda: browser.find_element("css selector", ".CodeMirror"),
+        shift=True,
+    )
 
     codemirror(browser, LAUNCH_CONFIG.format(kind="bogus"))
     wait_for(browser, "the launchpad refusing kind: bogus", lambda: "got bogus" in text(browser))
