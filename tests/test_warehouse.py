@@ -276,3 +276,39 @@ def test_a_table_is_digested_once_while_it_lives(monkeypatch: pytest.MonkeyPatch
     del twin
     gc.collect()
     assert key not in warehouse._DIGESTS
+
+
+def test_an_unchanged_file_is_decoded_once_and_a_replaced_one_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of a file nobody replaced share one decoded table; every write (a rename) is read anew, even one
+    of the same size in the same instant, and so is a file another process rewrote in place."""
+    from selfimprove.resources import warehouse
+
+    decoded = []
+    parquet_file = warehouse.pq.ParquetFile
+    monkeypatch.setattr(warehouse.pq, "ParquetFile", lambda f: decoded.append(1) or parquet_file(f))
+    wh = Warehouse(tmp_path / "wh")
+    wh.write("report", pa.table({"x": [1, 2]}), "demo")
+    first = wh.read("report", "demo")
+    assert wh.read("report", "demo").equals(first) and len(decoded) == 1
+    wh.write("report", pa.table({"x": [3, 4]}), "demo")  # same schema and size
+    assert wh.read("report", "demo").column("x").to_pylist() == [3, 4] and len(decoded) == 2
+    path = tmp_path / "wh" / "report" / "experiment=demo" / "data.parquet"
+    pq.write_table(pa.table({"x": [5, 6]}), path)  # in place, as another writer might
+    assert wh.read("report", "demo").column("x").to_pylist() == [5, 6] and len(decoded) == 3
+
+
+def test_table_cache_keeps_the_recently_read_within_its_budget() -> None:
+    from selfimprove.resources.warehouse import TableCache
+
+    tables = {name: pa.table({"x": pa.array(range(100), pa.int64())}) for name in "abc"}  # 800 bytes each
+    cache = TableCache(budget=2000)
+    cache.put(("a",), tables["a"])
+    cache.put(("b",), tables["b"])
+    assert cache.get(("a",)) is tables["a"]  # a is now the most recent
+    cache.put(("c",), tables["c"])
+    assert cache.get(("b",)) is None and cache.get(("a",)) is tables["a"] and cache.get(("c",)) is tables["c"]
+    cache.put(("big",), pa.table({"x": pa.array(range(1000), pa.int64())}))  # over the budget alone: not kept
+    assert cache.get(("big",)) is None and cache.get(("c",)) is tables["c"]
+    assert cache.get(None) is None

@@ -17,6 +17,7 @@ import os
 import re
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,6 +62,42 @@ def table_digest(table: pa.Table) -> str:
 
 _DIGESTS: dict[int, tuple[weakref.ref, str]] = {}  # id -> (the live table, its digest)
 
+
+class TableCache:
+    """Tables read from local files, by the file's identity (inode, size, mtime, ctime): a write replaces a
+    file by a rename, which changes its identity, so an entry is never stale. Within `budget` bytes, least
+    recently read first out. A round reads its inputs several times (generations by four steps): each file
+    is decoded once per process while it is unchanged."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.tables = budget, OrderedDict[tuple, pa.Table]()
+
+    def get(self, identity: tuple | None) -> pa.Table | None:
+        if identity is None or (table := self.tables.get(identity)) is None:
+            return None
+        self.tables.move_to_end(identity)
+        return table
+
+    def put(self, identity: tuple | None, table: pa.Table) -> None:
+        if identity is None or table.nbytes > self.budget:
+            return
+        self.tables[identity] = table
+        while sum(t.nbytes for t in self.tables.values()) > self.budget:
+            self.tables.popitem(last=False)
+
+    def clear(self) -> None:
+        self.tables.clear()
+
+
+def _file_identity(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+TABLE_CACHE = TableCache(budget=256 << 20)
 
 _STAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -230,12 +267,17 @@ class Warehouse:
             self.fs.mv(src, dst)
 
     def _read_file(self, path: str) -> pa.Table:
+        identity = _file_identity(path) if self.local else None
+        if (table := TABLE_CACHE.get(identity)) is not None:
+            return table
         try:
             with self.fs.open(path, "rb") as f:
-                table = pq.read_table(f)
-            return table.replace_schema_metadata(without_digest(table.schema.metadata))
+                table = pq.ParquetFile(f).read()  # one file: ParquetFile skips read_table's dataset layer
         except pa.ArrowInvalid as e:
             raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
+        table = table.replace_schema_metadata(without_digest(table.schema.metadata))
+        TABLE_CACHE.put(identity, table)
+        return table
 
     # --- tables ----------------------------------------------------------------------------------
     def write(self, stage: str, table: pa.Table, experiment: str, round: int | None = None) -> WriteResult:
