@@ -47,6 +47,35 @@ def test_the_project_instance_stores_runs_in_dagsters_layout(home: Path) -> None
     assert files == sorted([f"{run.run_id}.db", "index.db"])
 
 
+def test_a_new_runs_database_is_a_copy_that_dagster_accepts_as_its_own(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster stamps the alembic revision of the template once per home and version, not of every run; another
+    process (Dagster's own storage class) finds each run's database at the head revision and reads its events."""
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from dagster._core.storage.sql import check_alembic_revision, get_alembic_config
+    from sqlalchemy import create_engine
+
+    stamped = []
+    stamp = sqlite_event_log.stamp_alembic_rev
+    monkeypatch.setattr(sqlite_event_log, "stamp_alembic_rev", lambda *a, **k: stamped.append(1) or stamp(*a, **k))
+    job = dg.Definitions(assets=[number, successor]).resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        before = len(stamped)  # the index, when the home is new
+        runs = [job.execute_in_process(instance=instance).run_id for _ in range(3)]
+    assert len(stamped) - before == 1  # the template's
+    folder = home / "history" / "runs"
+    assert [p.name for p in folder.glob(".*")] == [f".run-template-{dg.__version__}.sqlite"]  # no temp file left
+    assert sorted(p.name for p in folder.glob("*.db")) == sorted([*(f"{r}.db" for r in runs), "index.db"])
+    plain = sqlite_event_log.SqliteEventLogStorage(str(folder))
+    for run_id in runs:
+        with create_engine(f"sqlite:///{folder / run_id}.db").connect() as conn:
+            db_revision, head = check_alembic_revision(get_alembic_config(sqlite_event_log.__file__), conn)
+        assert db_revision == head is not None
+        types = [e.dagster_event.event_type for e in plain.get_logs_for_run(run_id) if e.dagster_event]
+        assert types[-1] == dg.DagsterEventType.RUN_SUCCESS
+
+
 def _entry(run_id: str, message: str) -> EventLogEntry:
     return EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time())
 
