@@ -9,9 +9,10 @@
     round (the same steps doing no work, `do_nothing_round`). Runs go to their warehouse's Dagster
     instance (in memory, opened before the warehouse's first run, untimed), as a rerun goes to the instance
     that holds the first run; the cached rerun is also timed in an instance of its own, opened inside the
-    timed span (this benchmark's harness until 2026-12-01) with no table read yet, as in a new process
-    (`TABLE_CACHE` emptied; in the warehouse's instance, tables unchanged since an earlier run are not
-    decoded again).
+    timed span with no table read yet, as in a new process (`TABLE_CACHE` emptied; in the warehouse's
+    instance, tables unchanged since an earlier run are not decoded again): in memory (this benchmark's
+    harness until 2026-12-01), and the project's instance on disk (its dagster.yaml: sqlite event log,
+    pools), as `selfimprove run` opens it.
 (b) Raising N from `--n` to 2x`--n` on a warehouse that holds the N-sample round, vs a fresh 2N run
     (generations + verifications; both start with no engine loaded).
 (c) SQL aggregates (`selfimprove.sql.run_query`) over a synthetic generations table of `--rows` rows
@@ -50,6 +51,7 @@ from machine import describe  # noqa: E402
 
 import selfimprove.resources.engines as engines_mod  # noqa: E402
 from selfimprove.definitions import build_definitions  # noqa: E402
+from selfimprove.instance import dagster_yaml  # noqa: E402
 from selfimprove.pipelines.factory import build_experiment  # noqa: E402
 from selfimprove.resources.engines import EngineResource  # noqa: E402
 from selfimprove.resources.io_manager import ParquetIOManager  # noqa: E402
@@ -118,27 +120,48 @@ class Home:
 
 
 INSTANCES: dict[Path, dg.DagsterInstance] = {}
+MODES = ("warehouse", "new", "project")  # where a run goes: see `materialize`
 
 
-def materialize(
-    spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey], new_instance: bool = False
-) -> dict[str, Any]:
+def open_instance(mode: str, root: Path) -> dg.DagsterInstance:
+    """A new instance for `mode` "new" (in memory) or "project" (the project's dagster.yaml and its sqlite
+    event log on disk, in the DAGSTER_HOME `project_home` made beside the warehouse)."""
+    if mode == "new":
+        return dg.DagsterInstance.ephemeral()
+    return dg.DagsterInstance.from_config(str(project_home(root)))
+
+
+def project_home(root: Path) -> Path:
+    """A DAGSTER_HOME with the project's dagster.yaml beside the warehouse at `root`, its storage created the
+    first time (untimed: a user's home has it from earlier runs)."""
+    home = root.parent / f"{root.name}_dagster_home"
+    if not home.exists():
+        home.mkdir()
+        (home / "dagster.yaml").write_text(dagster_yaml(home))
+        dg.DagsterInstance.from_config(str(home)).dispose()
+    return home
+
+
+def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey], mode: str = "warehouse") -> dict[str, Any]:
     """Run the assets with no engine loaded beforehand; wall seconds, step seconds, engines constructed.
 
-    The run goes to the warehouse's Dagster instance (in memory, opened untimed with the warehouse's first
-    run), as a user's rerun goes to the instance that holds the first run; `new_instance` times a run in an
-    instance of its own, opened inside the timed span (how this benchmark measured until 2026-12-01), with
-    no table read yet (`TABLE_CACHE` emptied), as in a new process."""
+    Mode "warehouse": the run goes to the warehouse's Dagster instance (in memory, opened untimed with the
+    warehouse's first run), as a user's rerun goes to the instance that holds the first run. The other two
+    open the run's instance inside the timed span with no table read yet (`TABLE_CACHE` emptied), as a new
+    process does: "new" in memory (how this benchmark measured until 2026-12-01), "project" on disk with the
+    project's event log and pools, as `selfimprove run` does (less importing and loading the definitions)."""
     EngineResource().release()
     counts.update(engines=0, generated=0)
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
     job = job.get_subset(asset_selection=set(keys))
-    if not new_instance and root not in INSTANCES:
+    if mode == "warehouse" and root not in INSTANCES:
         INSTANCES[root] = dg.DagsterInstance.ephemeral()
-    if new_instance:
+    if mode != "warehouse":
         TABLE_CACHE.clear()
+    if mode == "project":
+        project_home(root)
     start, cpu = time.perf_counter(), time.process_time()
-    instance = dg.DagsterInstance.ephemeral() if new_instance else INSTANCES[root]
+    instance = INSTANCES[root] if mode == "warehouse" else open_instance(mode, root)
     result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG)  # logs as the CLI
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert result.success
@@ -152,6 +175,8 @@ def materialize(
         for e in result.get_asset_materialization_events()
     }
     EngineResource().release()
+    if mode != "warehouse":
+        instance.dispose()
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
@@ -175,12 +200,17 @@ def part_a(args: argparse.Namespace, homes: Home, work: Path) -> tuple[dict[str,
     snapshot = work / "wh_round_n"  # the N-sample round, for part (b)
     shutil.copytree(root, snapshot)
     cached = [materialize(spec, root, round_keys(ROUND_STAGES)) for _ in range(args.repeats)]
-    cached_new = [materialize(spec, root, round_keys(ROUND_STAGES), new_instance=True) for _ in range(args.repeats)]
-    for run in cached + cached_new:
+    others = {m: [materialize(spec, root, round_keys(ROUND_STAGES), m) for _ in range(args.repeats)] for m in MODES[1:]}
+    for run in cached + [r for runs in others.values() for r in runs]:
         assert run["engines"] == 0, f"a fully cached rerun constructed {run['engines']} engine(s)"
     ver = cached[0]["meta"]["verifications"]
     assert ver["computed_rows"] == 0, ver
-    return {"fresh": fresh, "fresh_runs": fresh_runs, "cached": cached, "cached_new": cached_new}, snapshot
+    return {
+        "fresh": fresh,
+        "fresh_runs": fresh_runs,
+        "cached": cached,
+        **{f"cached_{m}": others[m] for m in others},
+    }, snapshot
 
 
 def do_nothing_round(spec: ExperimentSpec) -> list[dg.AssetsDefinition]:
@@ -219,14 +249,17 @@ def dagster_floor(args: argparse.Namespace, work: Path) -> dict[str, list[float]
     job = defs.resolve_implicit_global_asset_job_def()
     shared = dg.DagsterInstance.ephemeral()
     job.get_subset(asset_selection=set(UPSTREAM)).execute_in_process(instance=shared, run_config=RUN_CONFIG)
-    times: dict[str, list[float]] = {"shared": [], "new": []}
+    project_home(root)
+    times: dict[str, list[float]] = {"shared": [], "new": [], "project": []}
     for _ in range(3 * args.repeats):
         for mode in times:
             subset = job.get_subset(asset_selection=set(round_keys(ROUND_STAGES)))
             start = time.perf_counter()
-            instance = shared if mode == "shared" else dg.DagsterInstance.ephemeral()
+            instance = shared if mode == "shared" else open_instance(mode, root)
             assert subset.execute_in_process(instance=instance, run_config=RUN_CONFIG).success
             times[mode].append(time.perf_counter() - start)
+            if mode != "shared":
+                instance.dispose()
     return times
 
 
@@ -340,6 +373,7 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: str) -> str
     runs_a = [(f"fresh #{i + 1}", r) for i, r in enumerate(a["fresh_runs"])]
     runs_a += [(f"fully cached #{i + 1}", r) for i, r in enumerate(cached)]
     runs_a += [(f"fully cached #{i + 1}, new instance", r) for i, r in enumerate(a["cached_new"])]
+    runs_a += [(f"fully cached #{i + 1}, project's instance", r) for i, r in enumerate(a["cached_project"])]
     for label, run in runs_a:
         st = run["steps"]
         lines.append(
@@ -354,6 +388,8 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: str) -> str
         + f"** wall; {cpu_med(cached) / fresh['cpu_seconds']:.2%} CPU (fresh #1); generations+verifications "
         f"steps only: **{cached_gv / fresh_gv:.2%}** (fresh #1); each cached run in a new instance: "
         + ", ".join(f"{med(a['cached_new']) / r['seconds']:.2%}" for r in a["fresh_runs"])
+        + " wall; each in the project's instance on disk, opened for it: "
+        + ", ".join(f"{med(a['cached_project']) / r['seconds']:.2%}" for r in a["fresh_runs"])
         + " wall",
         "",
         "Dagster's own cost of the round: the same five steps with their inputs, code versions and checks, each "
@@ -361,7 +397,9 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: str) -> str
         f"{len(a['floor']['shared'])}: **{statistics.median(a['floor']['shared']):.2f} s** in the warehouse's "
         f"instance ({statistics.median(a['floor']['shared']) / fresh['seconds']:.2%} of fresh #1), "
         f"**{statistics.median(a['floor']['new']):.2f} s** in a new instance each "
-        f"({statistics.median(a['floor']['new']) / fresh['seconds']:.2%})",
+        f"({statistics.median(a['floor']['new']) / fresh['seconds']:.2%}), "
+        f"**{statistics.median(a['floor']['project']):.2f} s** in the project's instance, opened for each "
+        f"({statistics.median(a['floor']['project']) / fresh['seconds']:.2%})",
         "",
         f"(b) N {args.n} -> {2 * args.n} (generations + verifications, {args.prompts} prompts)",
         "",
