@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pytest
 
 from selfimprove.assets.evals import greedy_change
 from selfimprove.definitions import build_definitions
@@ -53,6 +54,17 @@ def test_unparseable_verifier_stops_distillation_with_the_reason(micro_model: Pa
     (line,) = failed_checks(result)
     assert line.startswith("check parse_failure_rate on micro/round_0/gap failed: round 0: 100% of cot_binary")
     assert "distillation stopped" in line
+    (ver,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "verifications"]
+    assert ver.materialization.metadata["cot_binary_parse_failure_rate"].value == 1.0  # the rate the check read
+
+
+def test_parse_failure_rates_per_method() -> None:
+    """One count for the verifications' metadata and the gap's check: a method without rows has no rate."""
+    from selfimprove.assets.scoring import parse_failure_rates
+
+    table = pa.table({"method": ["mc", "cot_binary", "mc", "cot_binary", "mc"], "ok": [True, False, True, True, False]})
+    assert parse_failure_rates(table) == {"mc": pytest.approx(1 / 3), "cot_binary": 0.5}
+    assert parse_failure_rates(table.slice(0, 0)) == {}
 
 
 def test_greedy_change_is_paired_over_the_shared_prompts() -> None:

@@ -20,6 +20,7 @@ from selfimprove.assets.scoring import (
     answer_classes,
     combined,
     method_scores,
+    parse_failure_rates,
     prompt_codes,
     rule,
 )
@@ -63,7 +64,8 @@ def gap_rows(
     methods = spec.verification.methods
     scores = method_scores(generations, verifications, methods, spec.verification.on_parse_failure)
     scores.setdefault("oracle", correct)
-    ok_rate = {m: _parse_failure_rate(verifications, m) for m in methods}
+    failed = parse_failure_rates(verifications)
+    ok_rate = {m: failed.get(m, math.nan) for m in methods}
     settings = [(name, members, f) for name, members in candidates(spec) for f in filter_family(used)]
     if classes is not None:
         settings.append((MAJORITY, [], used.model_copy(update={"kind": "majority"})))
@@ -87,11 +89,6 @@ def gap_rows(
             }
         )
     return pa.Table.from_pylist(rows)
-
-
-def _parse_failure_rate(verifications: pa.Table, method: str) -> float:
-    ok = [r["ok"] for r in verifications.select(["method", "ok"]).to_pylist() if r["method"] == method]
-    return 1 - sum(ok) / len(ok) if ok else math.nan
 
 
 def headline(gap: pa.Table) -> dict[str, float]:

@@ -37,6 +37,15 @@ def method_scores(
     return {m: np.asarray(sample_scores(rows, ids, m, policy), dtype=float) for m in methods}
 
 
+def parse_failure_rates(verifications: pa.Table) -> dict[str, float]:
+    """Per method with rows, the fraction of its verification rows whose output did not parse (`ok` false)."""
+    counts = verifications.select(["method", "ok"]).group_by("method").aggregate([("ok", "count"), ("ok", "sum")])
+    return {
+        m: 1.0 - ok / n
+        for m, n, ok in zip(*(counts.column(c).to_pylist() for c in ("method", "ok_count", "ok_sum")), strict=True)
+    }
+
+
 def filter_weights(prompt_ids: ArrayLike, scores: np.ndarray, f: FilterSpec) -> np.ndarray:
     kind = filters.FILTERS[f.kind]
     if kind.needs != "scores":

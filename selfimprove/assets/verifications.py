@@ -22,6 +22,7 @@ from dagster import AssetExecutionContext
 from selfimprove.assets.checked import TableCheck, stage_asset
 from selfimprove.assets.common import Experiment, digest, output
 from selfimprove.assets.sampling import EngineSource, IdentityMismatch, lazy_engine
+from selfimprove.assets.scoring import parse_failure_rates
 from selfimprove.assets.shards import SaveShard, shard_by_prompt, staged_run
 from selfimprove.resources.engine import Engine, Generation, map_units
 from selfimprove.resources.engines import EngineResource
@@ -349,9 +350,8 @@ def verifications_asset(exp: Experiment, r: int) -> dg.AssetsDefinition:
             "checks_generated": stats["checks_generated"],  # written checks the model wrote in this run
             "checks_reused": stats["checks_reused"],  # written checks served by their verifier prompt's key
         }
-        for method in spec.methods:
-            ok = [r["ok"] for r in table.select(["method", "ok"]).to_pylist() if r["method"] == method]
-            numbers[f"{method}_parse_failure_rate"] = 1 - sum(ok) / max(1, len(ok))
+        failed = parse_failure_rates(table)
+        numbers |= {f"{m}_parse_failure_rate": failed[m] for m in spec.methods if m in failed}
         context.log.info(
             f"round {r}: {table.num_rows} verification rows ({stats['reused']} reused, {stats['computed']} computed)"
         )
