@@ -90,6 +90,12 @@ def demo(env: dict[str, str], log: Path, kill_at: str | None = None) -> tuple[in
     return proc.returncode, time.monotonic() - start
 
 
+ORDER = [  # upstream first, so that a drifted score is known before the tables made from it
+    "base_model", "prompts", "generations/0", "verifications/0", "filtered/0", "gap/0", "checkpoint/0", "eval/0",
+    "eval/1", "report",
+]  # fmt: skip
+
+
 def tables(env: dict[str, str]) -> dict[str, pa.Table]:
     wh = Warehouse(Path(env["SELFIMPROVE_HOME"]) / "warehouse")
     out = {s: wh.read(s, "faulty") for s in ("base_model", "prompts", "report")}
@@ -108,17 +114,21 @@ def rows(table: pa.Table) -> list[dict]:
     ]
 
 
-SCORE_REL_TOL = 1e-4  # a model score of the resumed chain vs the uninterrupted run (see assert_same_rows)
+SCORE_REL_TOL = 1e-4  # a verifier score of the resumed chain vs the uninterrupted run (see assert_same_rows)
+DERIVED = {"inputs", "path"}  # digests of upstream tables: a filter variant's inputs, a checkpoint's folder
 
 
-def assert_same_rows(name: str, got: pa.Table, want: pa.Table) -> None:
-    """Row for row equal, naming the differing fields. One exception, printed when it occurs: a verifier's
-    `score` may differ in its 5th-6th digit. 2 of 20 runs on 2026-12-01 saw one shard's mc scores (two
-    prompts, eight rows) differ by 4e-6 relative (0.4238798 vs 0.4238839) and nothing else, with every later
-    table equal; the same batch scores identically across processes, thread counts and allocation histories
-    here, so the cause is not found yet (docs/reliability.md)."""
+def assert_same_rows(name: str, got: pa.Table, want: pa.Table, drifted: bool) -> bool:
+    """Row for row equal, naming the differing fields; whether a `score` differed within SCORE_REL_TOL.
+
+    The exception, printed when it occurs: 3 of 23 chains on 2026-12-01 (one in CI's own run) had one
+    verification shard's mc scores differ by 4e-6 relative (0.4238798 vs 0.4238839, the same values each
+    time); the same forward pass gave that value once in about 30 fresh processes outside any chain, so it is
+    the CPU forward pass, not the resumption (docs/reliability.md). Then, and only then, the digests of tables
+    made from those scores (`DERIVED`) differ too; everything else must still be equal."""
     a, b = rows(got), rows(want)
     assert len(a) == len(b), (name, len(a), len(b))
+    near_any = False
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         diff = {k: (x[k], y.get(k)) for k in x if x[k] != y.get(k)}
         u, v = diff.get("score", (None, None))
@@ -126,7 +136,10 @@ def assert_same_rows(name: str, got: pa.Table, want: pa.Table) -> None:
         near = {"score"} if floats and math.isclose(u, v, rel_tol=SCORE_REL_TOL) else set()
         if near:
             print(f"faults: {name} row {i} {x.get('sample_id')} {x.get('method')}: score {diff['score']}")
-        assert set(diff) <= near, (name, i, diff)
+            near_any = True
+        allowed = near | (DERIVED if drifted or near_any else set())
+        assert set(diff) <= allowed, (name, i, diff)
+    return near_any
 
 
 @pytest.mark.slow
@@ -149,9 +162,11 @@ def test_kill_at_every_stage_then_rerun_equals_an_uninterrupted_run(micro_model:
 
     # the final tables equal the uninterrupted run's, row for row
     expected, got = tables(reference_env), tables(env)
-    for name, table in expected.items():
-        assert got[name].schema == table.schema, name
-        assert_same_rows(name, got[name], table)
+    assert sorted(ORDER) == sorted(expected)
+    drifted = False  # a verifier score differed in its 6th digit (see assert_same_rows)
+    for name in ORDER:
+        assert got[name].schema == expected[name].schema, name
+        drifted |= assert_same_rows(name, got[name], expected[name], drifted)
 
     # nothing left behind: no staged shard or temp file, no temp model folder, no pool slot, dead runs failed
     home = Path(env["SELFIMPROVE_HOME"])
