@@ -121,7 +121,7 @@ DERIVED = {"inputs", "path"}  # digests of upstream tables: a filter variant's i
 def assert_same_rows(name: str, got: pa.Table, want: pa.Table, drifted: bool) -> bool:
     """Row for row equal, naming the differing fields; whether a `score` differed within SCORE_REL_TOL.
 
-    The exception, printed when it occurs: 3 of 23 chains on 2026-12-01 (one in CI's own run) had one
+    The exception, printed when it occurs: 3 of 25 chains on 2026-12-01 (one in CI's own run) had one
     verification shard's mc scores differ by 4e-6 relative (0.4238798 vs 0.4238839, the same values each
     time); the same forward pass gave that value once in about 30 fresh processes outside any chain, so it is
     the CPU forward pass, not the resumption (docs/reliability.md). Then, and only then, the digests of tables
