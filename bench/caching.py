@@ -120,51 +120,55 @@ class Home:
 
 
 INSTANCES: dict[Path, dg.DagsterInstance] = {}
-MODES = ("warehouse", "new", "project")  # where a run goes: see `materialize`
+MODES = ("warehouse", "new", "project")  # where a run goes: see `run_in`
 
 
-def open_instance(mode: str, root: Path) -> dg.DagsterInstance:
-    """A new instance for `mode` "new" (in memory) or "project" (the project's dagster.yaml and its sqlite
-    event log on disk, in the DAGSTER_HOME `project_home` made beside the warehouse)."""
-    if mode == "new":
-        return dg.DagsterInstance.ephemeral()
-    return dg.DagsterInstance.from_config(str(project_home(root)))
+def run_in(mode: str, root: Path, job: dg.JobDefinition) -> tuple[Any, float, float]:
+    """Execute `job` (assets of the warehouse at `root`) in the instance `mode` names; (result, wall s, CPU s).
+
+    "warehouse": the warehouse's Dagster instance (in memory, opened untimed with the warehouse's first run),
+    as a user's rerun goes to the instance that holds the first run. The other two open the run's instance
+    inside the timed span with no table read yet (`TABLE_CACHE` emptied), as a new process does: "new" in
+    memory (how this benchmark measured until 2026-12-01), "project" on disk with the project's event log and
+    pools (`project_home`), as `selfimprove run` does (less importing and loading the definitions)."""
+    opened = mode != "warehouse"  # for this run, inside the timed span
+    if opened:
+        TABLE_CACHE.clear()
+    elif root not in INSTANCES:
+        INSTANCES[root] = dg.DagsterInstance.ephemeral()
+    home = project_home(root) if mode == "project" else None  # its storage made untimed, the first time
+    start, cpu = time.perf_counter(), time.process_time()
+    if not opened:
+        instance = INSTANCES[root]
+    else:
+        instance = dg.DagsterInstance.from_config(str(home)) if home else dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG)  # logs as the CLI
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert result.success
+    if opened:
+        instance.dispose()
+    return result, seconds, cpu
 
 
 def project_home(root: Path) -> Path:
-    """A DAGSTER_HOME with the project's dagster.yaml beside the warehouse at `root`, its storage created the
-    first time (untimed: a user's home has it from earlier runs)."""
+    """A DAGSTER_HOME with the project's dagster.yaml beside the warehouse at `root`, its storage and its run
+    database template created the first time (untimed: a user's home has them from earlier runs)."""
     home = root.parent / f"{root.name}_dagster_home"
     if not home.exists():
         home.mkdir()
         (home / "dagster.yaml").write_text(dagster_yaml(home))
-        dg.DagsterInstance.from_config(str(home)).dispose()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.event_log_storage._template()  # noqa: SLF001  # what a home's first run makes
     return home
 
 
 def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey], mode: str = "warehouse") -> dict[str, Any]:
-    """Run the assets with no engine loaded beforehand; wall seconds, step seconds, engines constructed.
-
-    Mode "warehouse": the run goes to the warehouse's Dagster instance (in memory, opened untimed with the
-    warehouse's first run), as a user's rerun goes to the instance that holds the first run. The other two
-    open the run's instance inside the timed span with no table read yet (`TABLE_CACHE` emptied), as a new
-    process does: "new" in memory (how this benchmark measured until 2026-12-01), "project" on disk with the
-    project's event log and pools, as `selfimprove run` does (less importing and loading the definitions)."""
+    """Run the assets in `mode` (`run_in`) with no engine loaded beforehand; wall seconds, step seconds,
+    engines constructed."""
     EngineResource().release()
     counts.update(engines=0, generated=0)
     job = build_definitions([spec], root=str(root)).resolve_implicit_global_asset_job_def()
-    job = job.get_subset(asset_selection=set(keys))
-    if mode == "warehouse" and root not in INSTANCES:
-        INSTANCES[root] = dg.DagsterInstance.ephemeral()
-    if mode != "warehouse":
-        TABLE_CACHE.clear()
-    if mode == "project":
-        project_home(root)
-    start, cpu = time.perf_counter(), time.process_time()
-    instance = INSTANCES[root] if mode == "warehouse" else open_instance(mode, root)
-    result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG)  # logs as the CLI
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert result.success
+    result, seconds, cpu = run_in(mode, root, job.get_subset(asset_selection=set(keys)))
     steps = {
         e.step_key.split("__")[-1]: e.event_specific_data.duration_ms / 1000
         for e in result.all_events
@@ -175,8 +179,6 @@ def materialize(spec: ExperimentSpec, root: Path, keys: list[dg.AssetKey], mode:
         for e in result.get_asset_materialization_events()
     }
     EngineResource().release()
-    if mode != "warehouse":
-        instance.dispose()
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
@@ -247,19 +249,11 @@ def dagster_floor(args: argparse.Namespace, work: Path) -> dict[str, list[float]
     root = work / "wh_floor"
     defs = dg.Definitions(assets=do_nothing_round(spec), resources={"io_manager": ParquetIOManager(root=str(root))})
     job = defs.resolve_implicit_global_asset_job_def()
-    shared = dg.DagsterInstance.ephemeral()
-    job.get_subset(asset_selection=set(UPSTREAM)).execute_in_process(instance=shared, run_config=RUN_CONFIG)
-    project_home(root)
-    times: dict[str, list[float]] = {"shared": [], "new": [], "project": []}
+    run_in("warehouse", root, job.get_subset(asset_selection=set(UPSTREAM)))
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(3 * args.repeats):
-        for mode in times:
-            subset = job.get_subset(asset_selection=set(round_keys(ROUND_STAGES)))
-            start = time.perf_counter()
-            instance = shared if mode == "shared" else open_instance(mode, root)
-            assert subset.execute_in_process(instance=instance, run_config=RUN_CONFIG).success
-            times[mode].append(time.perf_counter() - start)
-            if mode != "shared":
-                instance.dispose()
+        for mode in MODES:
+            times[mode].append(run_in(mode, root, job.get_subset(asset_selection=set(round_keys(ROUND_STAGES))))[1])
     return times
 
 
@@ -394,8 +388,8 @@ def report(args: argparse.Namespace, a: dict, b: dict, c: dict, env: str) -> str
         "",
         "Dagster's own cost of the round: the same five steps with their inputs, code versions and checks, each "
         "stage doing no work (`do_nothing_round`), median of "
-        f"{len(a['floor']['shared'])}: **{statistics.median(a['floor']['shared']):.2f} s** in the warehouse's "
-        f"instance ({statistics.median(a['floor']['shared']) / fresh['seconds']:.2%} of fresh #1), "
+        f"{len(a['floor']['warehouse'])}: **{statistics.median(a['floor']['warehouse']):.2f} s** in the warehouse's "
+        f"instance ({statistics.median(a['floor']['warehouse']) / fresh['seconds']:.2%} of fresh #1), "
         f"**{statistics.median(a['floor']['new']):.2f} s** in a new instance each "
         f"({statistics.median(a['floor']['new']) / fresh['seconds']:.2%}), "
         f"**{statistics.median(a['floor']['project']):.2f} s** in the project's instance, opened for each "
