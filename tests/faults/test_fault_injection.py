@@ -90,20 +90,13 @@ def demo(env: dict[str, str], log: Path, kill_at: str | None = None) -> tuple[in
     return proc.returncode, time.monotonic() - start
 
 
-ORDER = [  # upstream first, so that a drifted score is known before the tables made from it
-    "base_model", "prompts", "generations/0", "verifications/0", "filtered/0", "gap/0", "checkpoint/0", "eval/0",
-    "eval/1", "report",
-]  # fmt: skip
-
-
 def tables(env: dict[str, str]) -> dict[str, pa.Table]:
+    """The final tables, upstream first (a drifted score is known before the tables made from it)."""
     wh = Warehouse(Path(env["SELFIMPROVE_HOME"]) / "warehouse")
-    out = {s: wh.read(s, "faulty") for s in ("base_model", "prompts", "report")}
-    for stage in ("generations", "verifications", "gap", "filtered", "checkpoint"):
+    out = {s: wh.read(s, "faulty") for s in ("base_model", "prompts")}
+    for stage in ("generations", "verifications", "filtered", "gap", "checkpoint", "eval"):
         out[f"{stage}/0"] = wh.read(stage, "faulty", 0)
-    for r in (0, 1):
-        out[f"eval/{r}"] = wh.read("eval", "faulty", r)
-    return out
+    return {**out, "eval/1": wh.read("eval", "faulty", 1), "report": wh.read("report", "faulty")}
 
 
 def rows(table: pa.Table) -> list[dict]:
@@ -123,9 +116,10 @@ def assert_same_rows(name: str, got: pa.Table, want: pa.Table, drifted: bool) ->
 
     The exception, printed when it occurs: 3 of 25 chains on 2026-12-01 (one in CI's own run) had one
     verification shard's mc scores differ by 4e-6 relative (0.4238798 vs 0.4238839, the same values each
-    time); the same forward pass gave that value once in about 30 fresh processes outside any chain, so it is
-    the CPU forward pass, not the resumption (docs/reliability.md). Then, and only then, the digests of tables
-    made from those scores (`DERIVED`) differ too; everything else must still be equal."""
+    time); that batch, replayed alone in fresh processes, gave that value too, a few times in a few hundred,
+    so it is the CPU forward pass, not the resumption (docs/reliability.md). Once a score drifted (`drifted`),
+    and only then, the digests of tables made from those scores (`DERIVED`) may differ too; everything else
+    must still be equal."""
     a, b = rows(got), rows(want)
     assert len(a) == len(b), (name, len(a), len(b))
     near_any = False
@@ -137,7 +131,7 @@ def assert_same_rows(name: str, got: pa.Table, want: pa.Table, drifted: bool) ->
         if near:
             print(f"faults: {name} row {i} {x.get('sample_id')} {x.get('method')}: score {diff['score']}")
             near_any = True
-        allowed = near | (DERIVED if drifted or near_any else set())
+        allowed = near | (DERIVED if drifted else set())
         assert set(diff) <= allowed, (name, i, diff)
     return near_any
 
@@ -162,11 +156,10 @@ def test_kill_at_every_stage_then_rerun_equals_an_uninterrupted_run(micro_model:
 
     # the final tables equal the uninterrupted run's, row for row
     expected, got = tables(reference_env), tables(env)
-    assert sorted(ORDER) == sorted(expected)
     drifted = False  # a verifier score differed in its 6th digit (see assert_same_rows)
-    for name in ORDER:
-        assert got[name].schema == expected[name].schema, name
-        drifted |= assert_same_rows(name, got[name], expected[name], drifted)
+    for name, table in expected.items():
+        assert got[name].schema == table.schema, name
+        drifted |= assert_same_rows(name, got[name], table, drifted)
 
     # nothing left behind: no staged shard or temp file, no temp model folder, no pool slot, dead runs failed
     home = Path(env["SELFIMPROVE_HOME"])
