@@ -65,7 +65,7 @@ def gap_rows(
     scores = method_scores(generations, verifications, methods, spec.verification.on_parse_failure)
     scores.setdefault("oracle", correct)
     failed = parse_failure_rates(verifications)
-    ok_rate = {m: failed.get(m, math.nan) for m in methods}
+    failure_rate = {m: failed.get(m, math.nan) for m in methods}  # NaN: a configured method without rows
     settings = [(name, members, f) for name, members in candidates(spec) for f in filter_family(used)]
     if classes is not None:
         settings.append((MAJORITY, [], used.model_copy(update={"kind": "majority"})))
@@ -85,7 +85,7 @@ def gap_rows(
                 "auroc_within_prompt": auc,
                 "n_mixed_prompts": n_mixed,
                 "auroc_pooled": metrics.auroc(score, correct),
-                "parse_failure_rate": max((ok_rate.get(m, 0.0) for m in members), default=0.0),
+                "parse_failure_rate": max((failure_rate.get(m, 0.0) for m in members), default=0.0),
             }
         )
     return pa.Table.from_pylist(rows)
