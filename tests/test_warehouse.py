@@ -297,6 +297,10 @@ def test_an_unchanged_file_is_decoded_once_and_a_replaced_one_again(
     path = tmp_path / "wh" / "report" / "experiment=demo" / "data.parquet"
     pq.write_table(pa.table({"x": [5, 6]}), path)  # in place, as another writer might
     assert wh.read("report", "demo").column("x").to_pylist() == [5, 6] and len(decoded) == 3
+    kept = len(warehouse.TABLE_CACHE.tables)
+    wh.write_shard("generations", "demo", 0, 0, pa.table({"x": [7]}), "run1")
+    assert wh.read_shards("generations", "demo", 0, "run1")[0].column("x").to_pylist() == [7]
+    assert len(warehouse.TABLE_CACHE.tables) == kept  # a shard is read once, on resumption: not kept
 
 
 def test_table_cache_keeps_the_recently_read_within_its_budget() -> None:

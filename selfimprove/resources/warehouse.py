@@ -64,10 +64,11 @@ _DIGESTS: dict[int, tuple[weakref.ref, str]] = {}  # id -> (the live table, its 
 
 
 class TableCache:
-    """Tables read from local files, by the file's identity (inode, size, mtime, ctime): a write replaces a
-    file by a rename, which changes its identity, so an entry is never stale. Within `budget` bytes, least
-    recently read first out. A round reads its inputs several times (generations by four steps): each file
-    is decoded once per process while it is unchanged."""
+    """Stage tables read from local files (`Warehouse.read`; shards are read once, on resumption, and not kept),
+    by the file's identity (inode, size, mtime, ctime): a write replaces a file by a rename, which changes its
+    identity, so an entry is never stale. Within `budget` bytes, least recently read first out. A round reads
+    its inputs several times (generations by four steps): each file is decoded once per process while it is
+    unchanged."""
 
     def __init__(self, budget: int) -> None:
         self.budget, self.tables = budget, OrderedDict[tuple, pa.Table]()
@@ -267,17 +268,12 @@ class Warehouse:
             self.fs.mv(src, dst)
 
     def _read_file(self, path: str) -> pa.Table:
-        identity = _file_identity(path) if self.local else None
-        if (table := TABLE_CACHE.get(identity)) is not None:
-            return table
         try:
             with self.fs.open(path, "rb") as f:
                 table = pq.ParquetFile(f).read()  # one file: ParquetFile skips read_table's dataset layer
         except pa.ArrowInvalid as e:
             raise ValueError(f"{path} is not a readable Parquet file ({e}); rerun the stage that writes it") from e
-        table = table.replace_schema_metadata(without_digest(table.schema.metadata))
-        TABLE_CACHE.put(identity, table)
-        return table
+        return table.replace_schema_metadata(without_digest(table.schema.metadata))
 
     # --- tables ----------------------------------------------------------------------------------
     def write(self, stage: str, table: pa.Table, experiment: str, round: int | None = None) -> WriteResult:
@@ -313,7 +309,10 @@ class Warehouse:
         path = self._p(f"{rel}/{DATA_FILE}")
         if not self.fs.exists(path):
             raise FileNotFoundError(f"no table {rel} in {self!r}")
-        table = self._read_file(path)
+        identity = _file_identity(path) if self.local else None  # a stage's table, not its shards (read once)
+        if (table := TABLE_CACHE.get(identity)) is None:
+            table = self._read_file(path)
+            TABLE_CACHE.put(identity, table)
         table = table.append_column("experiment", pa.array([experiment] * table.num_rows, pa.string()))
         if round is not None:
             table = table.append_column("round", pa.array([round] * table.num_rows, pa.int64()))
